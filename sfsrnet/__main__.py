@@ -1,0 +1,185 @@
+"""Command-line interface: every step of a study can be run by hand exactly as the workflow runs it.
+
+python -m sfsrnet make-corpus --config config/config.yaml --out results/data/embedded
+python -m sfsrnet train --config CELL/config.yaml --out CELL
+python -m sfsrnet evaluate --config CELL/config.yaml --checkpoint CELL/checkpoint.pt --out CELL
+python -m sfsrnet report --study-dir results/default
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+from sfsrnet.errors import SfsrnetError
+
+log = logging.getLogger("sfsrnet")
+
+
+def _write_provenance(out: Path, command: str) -> None:
+    from sfsrnet.provenance import provenance
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"provenance_{command}.json").write_text(json.dumps(provenance(), indent=2))
+
+
+def _threads(value: int | None) -> None:
+    if value:
+        import torch
+
+        torch.set_num_threads(value)
+        torch.set_num_interop_threads(1)
+
+
+def cmd_make_corpus(args: argparse.Namespace) -> None:
+    from sfsrnet import config as cfg
+    from sfsrnet.data.embedded import CorpusSpec, make_corpus
+
+    config = cfg.load(args.config)
+    spec = CorpusSpec.from_config(config["data"])
+    out = Path(
+        args.out
+        or config["data"]["root"]
+        or Path(config["results_dir"]) / "data" / f"embedded-{spec.key()}"
+    )
+    manifest = make_corpus(spec, out, jobs=args.jobs)
+    print(
+        f"corpus {out}: engines {', '.join(manifest['engines'])}, "
+        f"built in {manifest['seconds_to_build']} s"
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from sfsrnet import config as cfg
+    from sfsrnet.train import train_cell
+
+    config = cfg.load(args.config)
+    out = Path(args.out)
+    _threads(args.threads)
+    _write_provenance(out, "train")
+    summary = train_cell(config, out)
+    print(
+        f"trained: best valid SI-SNR {summary['best_valid_si_snr']:.2f} dB "
+        f"at epoch {summary['best_epoch']}"
+    )
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from sfsrnet import config as cfg
+    from sfsrnet.evaluate import evaluate_checkpoint
+
+    _threads(args.threads)
+    config = cfg.load(args.config) if args.config else None
+    ev = config["evaluate"] if config else {}
+    root = args.root or (config["data"]["root"] if config else None)
+    if root is None:
+        raise SfsrnetError("evaluate needs the corpus: give --root or a --config with data.root")
+    out = Path(args.out)
+    _write_provenance(out, "evaluate")
+    kwargs = dict(
+        split=args.split or ev.get("split", "test"),
+        max_utterances=args.max_utterances or ev.get("max_utterances"),
+        n_examples=ev.get("n_examples", 3) if args.examples is None else args.examples,
+        sdr_backend=args.sdr_backend or ev.get("sdr_backend", "fast"),
+        progress=not args.no_progress,
+    )
+    if config is None:
+        _, summary = evaluate_checkpoint(args.checkpoint, root, out_dir=out, **kwargs)
+    else:
+        from sfsrnet.evaluate import SUMMARY_JSON, UTTERANCE_CSV
+        from sfsrnet.tracking import cell_run
+
+        with cell_run(config, "evaluate") as run:
+            _, summary = evaluate_checkpoint(args.checkpoint, root, out_dir=out, **kwargs)
+            run.log_metrics({k: v for k, v in summary.items() if isinstance(v, float)})
+            run.log_artifact(out / SUMMARY_JSON)
+            run.log_artifact(out / UTTERANCE_CSV)
+    print(
+        f"{summary['split']}: SI-SNRi {summary['si_snr_i']:.2f} "
+        f"± {summary['si_snr_i_ci95']:.2f} dB, "
+        f"SDRi {summary['sdr_i']:.2f} ± {summary['sdr_i_ci95']:.2f} dB "
+        f"({summary['n_utterances']} utterances)"
+    )
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from sfsrnet.report import build_report
+
+    paths = build_report(args.study_dir, args.out)
+    print(paths["ablation_md"].read_text())
+
+
+def cmd_list_separators(args: argparse.Namespace) -> None:
+    from sfsrnet.registry import list_separators
+
+    print("\n".join(list_separators()))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sfsrnet", description=__doc__.splitlines()[0])
+    p.add_argument("--debug", action="store_true", help="show Python tracebacks of errors")
+    p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("make-corpus", help="build the embedded corpus (cached by its spec)")
+    s.add_argument("--config", required=True, help="config YAML; its data section is used")
+    s.add_argument(
+        "--out", help="corpus folder (default: data.root or results/data/embedded-<key>)"
+    )
+    s.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="synthesis processes")
+    s.set_defaults(func=cmd_make_corpus)
+
+    s = sub.add_parser("train", help="train one cell")
+    s.add_argument("--config", required=True, help="the cell's resolved config YAML")
+    s.add_argument("--out", required=True, help="cell folder for checkpoint, log and summary")
+    s.add_argument("--threads", type=int, help="torch CPU threads")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("evaluate", help="score a checkpoint on a corpus split")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--out", required=True, help="folder for metrics.csv, summary.json, examples/")
+    s.add_argument("--config", help="cell config: evaluation options, corpus root and MLflow run")
+    s.add_argument("--root", help="corpus folder in the generic mix/s1/s2 layout")
+    s.add_argument("--split", choices=["train", "valid", "test"])
+    s.add_argument("--max-utterances", type=int)
+    s.add_argument("--examples", type=int, help="number of separated examples to write")
+    s.add_argument("--sdr-backend", choices=["fast", "mir_eval"])
+    s.add_argument("--threads", type=int, help="torch CPU threads")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("report", help="tables of a study from its cell folders")
+    s.add_argument("--study-dir", required=True, help="e.g. results/default")
+    s.add_argument("--out", help="tables folder (default: <study-dir>/tables)")
+    s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("list-separators", help="registered separator names")
+    s.set_defaults(func=cmd_list_separators)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        args.func(args)
+    except SfsrnetError as err:
+        if args.debug:
+            raise
+        message = textwrap.fill(f"error: {err}", width=100, subsequent_indent="  ")
+        print(f"{message}\n  (run with --debug for the traceback)", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Separator registry: the one place that maps a separator's name to the code that builds it.
+
+A separator is any ``torch.nn.Module`` with integer attributes ``n_src`` and ``sample_rate`` whose
+forward maps a mixture ``(batch, time)`` to estimates ``(batch, n_src, time)`` at its own rate.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from sfsrnet.errors import ConfigError
+
+SeparatorFactory = Callable[..., nn.Module]
+
+_FACTORIES: dict[str, SeparatorFactory] = {}
+_builtins_loaded = False
+
+
+def _key(name: str) -> str:
+    return name.strip().lower()
+
+
+def register_separator(name: str, factory: SeparatorFactory) -> SeparatorFactory:
+    """Register ``factory(n_src=..., sample_rate=..., **kwargs) -> nn.Module`` under ``name``.
+
+    Names are case-insensitive; registering a name twice is refused so that two packages can never
+    silently shadow each other. Returns the factory, so this also works as a decorator helper.
+    """
+    key = _key(name)
+    if not key:
+        raise ValueError("a separator name must not be empty")
+    if key in _FACTORIES and _FACTORIES[key] is not factory:
+        raise ValueError(f"a separator named {key!r} is already registered")
+    _FACTORIES[key] = factory
+    return factory
+
+
+def _load_builtins() -> None:
+    # The Asteroid adapters live in the top-level ``baselines`` package and register themselves on
+    # import; importing lazily keeps ``import sfsrnet`` light and avoids an import cycle.
+    global _builtins_loaded
+    if not _builtins_loaded:
+        _builtins_loaded = True
+        import baselines  # noqa: F401
+
+
+def list_separators() -> list[str]:
+    """Names of every registered separator, sorted."""
+    _load_builtins()
+    return sorted(_FACTORIES)
+
+
+def separator_factory(name: str) -> SeparatorFactory:
+    """The factory registered under ``name``; the error lists the registered names."""
+    _load_builtins()
+    key = _key(name)
+    if key not in _FACTORIES:
+        known = ", ".join(sorted(_FACTORIES)) or "none"
+        raise ConfigError(f"unknown separator {name!r} (separator.name); registered: {known}")
+    return _FACTORIES[key]
+
+
+def build_separator(name: str, *, n_src: int, sample_rate: int, **kwargs: Any) -> nn.Module:
+    """Build the separator ``name`` for ``n_src`` sources at ``sample_rate`` Hz.
+
+    ``kwargs`` are the separator's constructor arguments (a ``config/separators/*.yaml`` preset).
+    An argument the factory does not take is reported by name before anything is built.
+
+    >>> sep = build_separator("convtasnet", n_src=2, sample_rate=8000, n_blocks=2, n_repeats=1)
+    >>> import torch
+    >>> sep(torch.zeros(1, 800)).shape
+    torch.Size([1, 2, 800])
+    """
+    factory = separator_factory(name)
+    params = inspect.signature(factory).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if not takes_any:
+        unknown = sorted(set(kwargs) - set(params))
+        if unknown:
+            allowed = ", ".join(p for p in params if p not in ("n_src", "sample_rate"))
+            raise ConfigError(
+                f"separator {name!r} has no argument(s) {', '.join(unknown)} "
+                f"(separator.args); it takes: {allowed}"
+            )
+    try:
+        model = factory(n_src=n_src, sample_rate=sample_rate, **kwargs)
+    except TypeError as err:
+        raise ConfigError(
+            f"separator {name!r} rejected its arguments (separator.args): {err}"
+        ) from err
+    for attr, want in (("n_src", n_src), ("sample_rate", sample_rate)):
+        got = getattr(model, attr, None)
+        if got is None or int(got) != int(want):
+            raise TypeError(
+                f"separator {name!r} built a {type(model).__name__} whose {attr} is {got!r}, "
+                f"expected {want}; a separator must expose n_src and sample_rate"
+            )
+    return model

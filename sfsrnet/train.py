@@ -1,0 +1,211 @@
+"""Training of one cell: permutation-invariant SI-SNR, Adam, gradient clipping, best checkpoint."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import random
+import statistics
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from asteroid.losses import PITLossWrapper, pairwise_neg_sisdr
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from sfsrnet.checkpoint import build_system, save_checkpoint, system_spec
+from sfsrnet.data.folder import SeparationFolder
+from sfsrnet.errors import ConfigError
+from sfsrnet.metrics import si_snr
+from sfsrnet.tracking import cell_run
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+LAST_CHECKPOINT = "last.pt"
+TRAIN_LOG = "train_log.csv"
+TRAIN_SUMMARY = "train.json"
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a config error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device is {name!r} but no CUDA device is available")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; returns a generator for the data order."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def pit_si_snr_loss() -> PITLossWrapper:
+    """Negative SI-SNR under the best permutation, averaged over the batch."""
+    return PITLossWrapper(pairwise_neg_sisdr, pit_from="pw_mtx")
+
+
+def _write_row(path: Path, row: dict[str, Any]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+@torch.no_grad()
+def validate(system: torch.nn.Module, loader: DataLoader, device: torch.device, autocast) -> float:
+    """Mean SI-SNR (dB, best permutation) over a loader of ``(mix, ref, name)`` items."""
+    system.eval()
+    scores = []
+    for mix, ref, _ in loader:
+        mix, ref = mix.to(device), ref.to(device)
+        with autocast():
+            est = system(mix)
+        est = est.float()
+        pair = si_snr(est[:, :, None, :], ref[:, None, :, :])  # (batch, est, ref)
+        if ref.shape[1] == 2:
+            keep = pair[:, 0, 0] + pair[:, 1, 1]
+            swap = pair[:, 0, 1] + pair[:, 1, 0]
+            best = torch.maximum(keep, swap) / 2
+        else:
+            best = torch.stack(
+                [-pit_si_snr_loss()(e[None], r[None]) for e, r in zip(est, ref, strict=True)]
+            )
+        scores.extend(best.tolist())
+    return float(np.mean(scores))
+
+
+def train_cell(config: dict[str, Any], out_dir: str | Path, threads: int | None = None) -> dict:
+    """Train the cell described by a validated ``config``; write checkpoint, log and summary.
+
+    Outputs in ``out_dir``: ``checkpoint.pt`` (best validation SI-SNR), ``last.pt``,
+    ``train_log.csv`` (one row per epoch) and ``train.json`` (summary). Returns the summary.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if threads:
+        torch.set_num_threads(threads)
+    train_cfg = config["train"]
+    device = resolve_device(train_cfg["device"])
+    generator = seed_everything(int(config["seed"]))
+    spec = system_spec(config)
+    root = config["data"]["root"]
+    if root is None:
+        raise ConfigError(
+            "data.root is not set: make the corpus first (python -m sfsrnet make-corpus)"
+        )
+    train_set = SeparationFolder(
+        root,
+        "train",
+        spec["n_src"],
+        spec["sample_rate"],
+        segment=train_cfg["segment"] or None,
+        random_crop=True,
+    )
+    valid_set = SeparationFolder(root, "valid", spec["n_src"], spec["sample_rate"])
+    system = build_system(spec).to(device)
+    n_params = sum(p.numel() for p in system.parameters())
+    train_loader = DataLoader(
+        train_set,
+        batch_size=train_cfg["batch_size"],
+        shuffle=True,
+        drop_last=len(train_set) > train_cfg["batch_size"],
+        generator=generator,
+        num_workers=train_cfg["num_workers"],
+    )
+    valid_loader = DataLoader(valid_set, batch_size=1, num_workers=train_cfg["num_workers"])
+    optimizer = torch.optim.Adam(
+        system.parameters(), lr=train_cfg["lr"], weight_decay=train_cfg["weight_decay"]
+    )
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=0.5, patience=train_cfg["lr_patience"]
+    )
+    loss_fn = pit_si_snr_loss()
+    use_bf16 = train_cfg["precision"] == "bf16"
+
+    def autocast():
+        if use_bf16:
+            return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    log_path = out / TRAIN_LOG
+    log_path.unlink(missing_ok=True)
+    best = {"epoch": -1, "valid_si_snr": -float("inf")}
+    step_times: list[float] = []
+    start = time.monotonic()
+    with cell_run(config, "train") as run:
+        run.log_metrics({"n_params": n_params})
+        for epoch in range(1, train_cfg["epochs"] + 1):
+            system.train()
+            epoch_start = time.monotonic()
+            losses = []
+            bar = tqdm(
+                train_loader,
+                desc=f"epoch {epoch}/{train_cfg['epochs']}",
+                disable=not train_cfg["progress"],
+                mininterval=2.0,
+                leave=False,
+            )
+            for mix, ref, _ in bar:
+                t0 = time.perf_counter()
+                mix, ref = mix.to(device), ref.to(device)
+                with autocast():
+                    est = system(mix)
+                loss = loss_fn(est.float(), ref)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if train_cfg["clip_grad_norm"]:
+                    torch.nn.utils.clip_grad_norm_(system.parameters(), train_cfg["clip_grad_norm"])
+                optimizer.step()
+                step_times.append(time.perf_counter() - t0)
+                losses.append(loss.item())
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.2f}")
+            valid_si_snr = validate(system, valid_loader, device, autocast)
+            scheduler.step(valid_si_snr)
+            row = {
+                "epoch": epoch,
+                "train_loss": float(np.mean(losses)),
+                "valid_si_snr": valid_si_snr,
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": round(time.monotonic() - epoch_start, 2),
+            }
+            _write_row(log_path, row)
+            run.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
+            log.info(
+                "epoch %d: train loss %.3f, valid SI-SNR %.2f dB (%.0f s)",
+                epoch,
+                row["train_loss"],
+                valid_si_snr,
+                row["seconds"],
+            )
+            save_checkpoint(out / LAST_CHECKPOINT, system, spec, epoch=epoch)
+            if valid_si_snr > best["valid_si_snr"]:
+                best = {"epoch": epoch, "valid_si_snr": valid_si_snr}
+                save_checkpoint(
+                    out / CHECKPOINT, system, spec, epoch=epoch, valid_si_snr=valid_si_snr
+                )
+        summary = {
+            "best_epoch": best["epoch"],
+            "best_valid_si_snr": best["valid_si_snr"],
+            "epochs": train_cfg["epochs"],
+            "n_params": n_params,
+            "device": str(device),
+            "threads": torch.get_num_threads(),
+            "train_seconds": round(time.monotonic() - start, 1),
+            "median_step_seconds": statistics.median(step_times) if step_times else None,
+        }
+        (out / TRAIN_SUMMARY).write_text(json.dumps(summary, indent=2))
+        run.log_metrics({"best_valid_si_snr": best["valid_si_snr"]})
+        run.log_artifact(log_path)
+    return summary

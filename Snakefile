@@ -1,0 +1,24 @@
+# The study workflow: make the corpus, train and evaluate every cell of the grid, report.
+# Each step is a call of the library's CLI (python -m sfsrnet ...), so any cell can be rerun by hand.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflows/schemas/config.schema.yaml")
+
+
+include: "workflows/rules/common.smk"
+include: "workflows/rules/data.smk"
+include: "workflows/rules/train.smk"
+include: "workflows/rules/evaluate.smk"
+include: "workflows/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

@@ -1,0 +1,33 @@
+# The corpus of every cell, made once per distinct data section. Its folder is named by a hash
+# of that section; the spec file beside it is what make-corpus reads.
+
+
+rule corpus_spec:
+    output:
+        "{corpus}.spec.yaml",
+    log:
+        "{corpus}.spec.log",
+    localrule: True
+    conda:
+        ENV
+    params:
+        content=lambda w: {"data": CORPORA[w.corpus]},
+    script:
+        "../scripts/write_yaml.py"
+
+
+rule make_corpus:
+    input:
+        "{corpus}.spec.yaml",
+    output:
+        "{corpus}/manifest.json",
+    log:
+        "{corpus}.log",
+    conda:
+        ENV
+    threads: workflow.cores
+    params:
+        cli=SFSRNET,
+        out=lambda w: w.corpus,
+    shell:
+        "{params.cli} make-corpus --config {input} --out {params.out} --jobs {threads} > {log} 2>&1"

@@ -1,0 +1,23 @@
+# Scores each trained cell on the test split: per-utterance CSV, summary JSON, example wavs.
+
+
+rule evaluate:
+    input:
+        config=f"{STUDY_DIR}/cells/{{cell}}/config.yaml",
+        checkpoint=f"{STUDY_DIR}/cells/{{cell}}/checkpoint.pt",
+    output:
+        metrics=f"{STUDY_DIR}/cells/{{cell}}/metrics.csv",
+        summary=f"{STUDY_DIR}/cells/{{cell}}/summary.json",
+    log:
+        f"{STUDY_DIR}/cells/{{cell}}/evaluate.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+    params:
+        cli=SFSRNET,
+        out=lambda w: f"{STUDY_DIR}/cells/{w.cell}",
+    shell:
+        "{params.cli} evaluate --config {input.config} --checkpoint {input.checkpoint}"
+        " --out {params.out} --threads {threads} --no-progress > {log} 2>&1"

@@ -1,0 +1,39 @@
+# One training job per cell; the cell's resolved config is written first so the same command
+# can be rerun by hand: python -m sfsrnet train --config <cell>/config.yaml --out <cell>
+
+
+rule cell_config:
+    output:
+        f"{STUDY_DIR}/cells/{{cell}}/config.yaml",
+    log:
+        f"{STUDY_DIR}/cells/{{cell}}/config.log",
+    localrule: True
+    conda:
+        ENV
+    params:
+        content=lambda w: CELLS[w.cell],
+    script:
+        "../scripts/write_yaml.py"
+
+
+rule train:
+    input:
+        config=f"{STUDY_DIR}/cells/{{cell}}/config.yaml",
+        corpus=cell_corpus,
+    output:
+        checkpoint=f"{STUDY_DIR}/cells/{{cell}}/checkpoint.pt",
+        log_csv=f"{STUDY_DIR}/cells/{{cell}}/train_log.csv",
+        summary=f"{STUDY_DIR}/cells/{{cell}}/train.json",
+    log:
+        f"{STUDY_DIR}/cells/{{cell}}/train.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+    params:
+        cli=SFSRNET,
+        out=lambda w: f"{STUDY_DIR}/cells/{w.cell}",
+    shell:
+        "{params.cli} train --config {input.config} --out {params.out} --threads {threads}"
+        " > {log} 2>&1"

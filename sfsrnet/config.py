@@ -66,7 +66,7 @@ def error_path(err: jsonschema.ValidationError) -> str:
     path = ".".join(str(p) for p in err.absolute_path)
     if err.validator == "additionalProperties":
         extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
-        path = ".".join(filter(None, [path, *extra]))
+        path = ", ".join(".".join(filter(None, [path, key])) for key in extra)
     return path or "<top level>"
 
 

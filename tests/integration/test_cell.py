@@ -1,0 +1,166 @@
+"""One cell by hand, as the workflow runs it: train, evaluate, MLflow, report, through the CLI."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from sfsrnet.checkpoint import build_system, load_checkpoint, save_checkpoint, system_spec
+from sfsrnet.report import build_report
+
+pytestmark = pytest.mark.slow
+
+
+def _cli(*args, check=True):
+    return subprocess.run(
+        [sys.executable, "-m", "sfsrnet", *args], capture_output=True, text=True, check=check
+    )
+
+
+@pytest.fixture(scope="module")
+def cell(tmp_path_factory, tiny_config, small_corpus):
+    """A trained and evaluated ConvTasNet cell at factor 2, run through the CLI."""
+    study = tmp_path_factory.mktemp("study")
+    config = {
+        **tiny_config,
+        "results_dir": str(study),
+        "data": {**tiny_config["data"], "root": str(small_corpus)},
+        "system": {"factor": 2, "mode": "resample"},
+        "cell": {"name": "convtasnet/ds2", "axes": {"separator": "convtasnet", "factor": 2}},
+    }
+    config["separator"]["args"] = {**config["separator"]["args"], "n_repeats": 1}
+    cell_dir = study / config["study"] / "cells" / "convtasnet" / "ds2"
+    cell_dir.mkdir(parents=True)
+    (cell_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    cfg = str(cell_dir / "config.yaml")
+    _cli("train", "--config", cfg, "--out", str(cell_dir), "--threads", "1")
+    _cli(
+        "evaluate",
+        "--config",
+        cfg,
+        "--checkpoint",
+        str(cell_dir / "checkpoint.pt"),
+        "--out",
+        str(cell_dir),
+        "--no-progress",
+    )
+    return config, cell_dir
+
+
+def test_cell_folder_holds_everything(cell):
+    _, cell_dir = cell
+    for name in [
+        "config.yaml",
+        "checkpoint.pt",
+        "train_log.csv",
+        "train.json",
+        "metrics.csv",
+        "summary.json",
+        "provenance_train.json",
+        "provenance_evaluate.json",
+    ]:
+        assert (cell_dir / name).is_file(), name
+    assert sorted((cell_dir / "examples").iterdir())
+    provenance = json.loads((cell_dir / "provenance_train.json").read_text())
+    assert provenance["packages"]["torch"] and "train" in provenance["command"]
+    log = pd.read_csv(cell_dir / "train_log.csv")
+    assert list(log.epoch) == [1]
+
+
+def test_summary_agrees_with_the_per_utterance_csv(cell):
+    _, cell_dir = cell
+    table = pd.read_csv(cell_dir / "metrics.csv")
+    summary = json.loads((cell_dir / "summary.json").read_text())
+    assert set(table.columns) >= {
+        "utterance",
+        "source",
+        "permutation",
+        "si_snr",
+        "si_snr_i",
+        "sdr",
+        "sdr_i",
+        "input_si_snr",
+        "input_sdr",
+    }
+    assert summary["n_utterances"] == table.utterance.nunique() == 4
+    per_utt = table.groupby("utterance")[["si_snr_i", "sdr_i"]].mean()
+    assert summary["si_snr_i"] == pytest.approx(per_utt.si_snr_i.mean())
+    assert summary["sdr_i"] == pytest.approx(per_utt.sdr_i.mean())
+
+
+def test_checkpoint_reloads_to_identical_output(cell, tmp_path):
+    config, cell_dir = cell
+    system, payload = load_checkpoint(cell_dir / "checkpoint.pt")
+    assert payload["spec"] == system_spec(config)
+    mix = torch.randn(1, 7999)
+    with torch.no_grad():
+        first = system(mix)
+    save_checkpoint(tmp_path / "again.pt", system, payload["spec"])
+    again, _ = load_checkpoint(tmp_path / "again.pt")
+    with torch.no_grad():
+        assert torch.equal(first, again(mix))
+    fresh = build_system(payload["spec"]).eval()
+    with torch.no_grad():
+        assert not torch.equal(first, fresh(mix)), "the checkpoint's weights were not loaded"
+
+
+def test_mlflow_holds_one_run_with_params_and_metrics(cell):
+    from mlflow.tracking import MlflowClient
+
+    from sfsrnet.tracking import tracking_uri
+
+    config, _ = cell
+    client = MlflowClient(tracking_uri=tracking_uri(config))
+    exp = client.get_experiment_by_name(config["study"])
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.data.tags["sfsrnet.cell"] == "convtasnet/ds2"
+    assert run.data.params["system.factor"] == "2"
+    assert {"valid_si_snr", "train_loss", "si_snr_i", "sdr_i"} <= set(run.data.metrics)
+    history = client.get_metric_history(run.info.run_id, "valid_si_snr")
+    assert [m.step for m in history] == [1]
+
+
+def test_report_rebuilds_the_ablation_table(cell):
+    config, cell_dir = cell
+    paths = build_report(cell_dir.parents[2])
+    ablation = pd.read_csv(paths["ablation_csv"])
+    summary = json.loads((cell_dir / "summary.json").read_text())
+    assert len(ablation) == 1
+    assert ablation.si_snr_i[0] == pytest.approx(summary["si_snr_i"], abs=1e-5)
+    assert "convtasnet/ds2" in paths["ablation_md"].read_text()
+
+
+def test_training_is_deterministic_on_cpu(cell, tmp_path):
+    """Same seed, same data: the same per-epoch log, to the last digit."""
+    config, cell_dir = cell
+    again = tmp_path / "again"
+    _cli("train", "--config", str(cell_dir / "config.yaml"), "--out", str(again), "--threads", "1")
+    first = pd.read_csv(cell_dir / "train_log.csv")
+    second = pd.read_csv(again / "train_log.csv")
+    assert first.train_loss.tolist() == second.train_loss.tolist()
+    assert first.valid_si_snr.tolist() == second.valid_si_snr.tolist()
+
+
+@pytest.mark.parametrize(
+    ("content", "named"),
+    [
+        ("train: {epochs: -1}\n", "train.epochs"),
+        ("separator: {name: nope}\ndata: {root: x}\n", "unknown separator 'nope'"),
+        ("trian: {}\n", "trian"),
+        ("separator: {args: {n_blok: 2}}\ndata: {root: x}\n", "n_blok"),
+        ("system: {factor: 3}\ndata: {root: x}\n", "factor 3"),
+    ],
+)
+def test_bad_config_exits_with_a_message_and_no_traceback(tmp_path, small_corpus, content, named):
+    path = tmp_path / "bad.yaml"
+    path.write_text(content.replace("root: x", f"root: {small_corpus}"))
+    result = _cli("train", "--config", str(path), "--out", str(tmp_path / "out"), check=False)
+    assert result.returncode == 2
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr

@@ -44,7 +44,11 @@ case "$cmd" in
         echo "[test] snakefmt" >&2
         snakefmt --check Snakefile workflows/rules
         echo "[test] snakemake --lint" >&2
-        snakemake --lint --configfile tests/workflow/tiny.yaml >/dev/null
+        lint="$(snakemake --lint 2>&1)"
+        if ! grep -q "Congratulations" <<<"$lint"; then
+            echo "$lint" >&2
+            exit 1
+        fi
         echo "[test] pytest" >&2
         exec python -m pytest "$@"
         ;;

@@ -1,6 +1,8 @@
 """Adapters that make third-party separators fit the harness's separator contract.
 
-Importing this package registers them: see :mod:`baselines.asteroid_models`.
+Importing this package registers them: Asteroid's ConvTasNet and DPRNN
+(:mod:`baselines.asteroid_models`) and a SepFormer on Asteroid's blocks
+(:mod:`baselines.sepformer`).
 """
 
-from baselines import asteroid_models  # noqa: F401
+from baselines import asteroid_models, sepformer  # noqa: F401

@@ -40,5 +40,6 @@ def _adapter(cls: type[nn.Module]) -> Callable[..., nn.Module]:
     return factory
 
 
-build_convtasnet = register_separator("convtasnet", _adapter(ConvTasNet))
-build_dprnn = register_separator("dprnn", _adapter(DPRNNTasNet))
+ENCODER_ARGS = ("kernel_size", "stride")
+build_convtasnet = register_separator("convtasnet", _adapter(ConvTasNet), stride_args=ENCODER_ARGS)
+build_dprnn = register_separator("dprnn", _adapter(DPRNNTasNet), stride_args=ENCODER_ARGS)

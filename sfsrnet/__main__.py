@@ -114,6 +114,26 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(paths["ablation_md"].read_text())
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    from sfsrnet.bench import bench_separators
+
+    if args.what == "separators":
+        table = bench_separators(
+            args.out,
+            presets=tuple(args.presets),
+            factors=tuple(args.factors),
+            modes=tuple(args.modes),
+            names=tuple(args.separators) if args.separators else None,
+            steps=args.steps,
+            threads=args.threads,
+        )
+    else:
+        from sfsrnet.bench import bench_sr_cost
+
+        table = bench_sr_cost(args.out, presets=tuple(args.presets), threads=args.threads)
+    print(table.to_markdown(index=False, floatfmt=".3f"))
+
+
 def cmd_list_separators(args: argparse.Namespace) -> None:
     from sfsrnet.registry import list_separators
 
@@ -157,6 +177,22 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--study-dir", required=True, help="e.g. results/default")
     s.add_argument("--out", help="tables folder (default: <study-dir>/tables)")
     s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("bench", help="benchmarks (speed, memory); not tests")
+    s.add_argument(
+        "what",
+        choices=["separators", "sr"],
+        help="separators: training step time "
+        "and memory; sr: SR params, MACs and CPU time next to each separator's",
+    )
+    s.add_argument("--out", default="results/bench", help="folder for the CSV and Markdown table")
+    s.add_argument("--separators", nargs="*", help="default: every registered separator")
+    s.add_argument("--presets", nargs="*", default=["tiny", "published"])
+    s.add_argument("--factors", nargs="*", type=int, default=[1, 2, 4, 8])
+    s.add_argument("--modes", nargs="*", default=["resample", "stride"])
+    s.add_argument("--steps", type=int, default=3, help="timed training steps per case")
+    s.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("list-separators", help="registered separator names")
     s.set_defaults(func=cmd_list_separators)

@@ -17,6 +17,7 @@ from sfsrnet.errors import ConfigError
 SeparatorFactory = Callable[..., nn.Module]
 
 _FACTORIES: dict[str, SeparatorFactory] = {}
+_STRIDE_ARGS: dict[str, tuple[str, ...]] = {}
 _builtins_loaded = False
 
 
@@ -24,17 +25,27 @@ def _key(name: str) -> str:
     return name.strip().lower()
 
 
-def register_separator(name: str, factory: SeparatorFactory) -> SeparatorFactory:
+def register_separator(
+    name: str, factory: SeparatorFactory, *, stride_args: tuple[str, ...] | None = None
+) -> SeparatorFactory:
     """Register ``factory(n_src=..., sample_rate=..., **kwargs) -> nn.Module`` under ``name``.
 
     Names are case-insensitive; registering a name twice is refused so that two packages can never
-    silently shadow each other. Returns the factory, so this also works as a decorator helper.
+    silently shadow each other. ``stride_args`` names the encoder's kernel and stride arguments
+    that ``stride`` mode multiplies by the downsampling factor (the paper's Table 4); a separator
+    registered without them runs in ``resample`` mode only. Returns the factory.
     """
     key = _key(name)
     if not key:
         raise ValueError("a separator name must not be empty")
     if key in _FACTORIES and _FACTORIES[key] is not factory:
         raise ValueError(f"a separator named {key!r} is already registered")
+    if stride_args is not None:
+        params = inspect.signature(factory).parameters
+        missing = [a for a in stride_args if a not in params]
+        if missing:
+            raise ValueError(f"separator {key!r}: stride_args {missing} are not factory arguments")
+        _STRIDE_ARGS[key] = tuple(stride_args)
     _FACTORIES[key] = factory
     return factory
 
@@ -46,6 +57,7 @@ def _load_builtins() -> None:
     if not _builtins_loaded:
         _builtins_loaded = True
         import baselines  # noqa: F401
+        import sfsrnet.models.sfsrnet  # noqa: F401
 
 
 def list_separators() -> list[str]:
@@ -62,6 +74,28 @@ def separator_factory(name: str) -> SeparatorFactory:
         known = ", ".join(sorted(_FACTORIES)) or "none"
         raise ConfigError(f"unknown separator {name!r} (separator.name); registered: {known}")
     return _FACTORIES[key]
+
+
+def strided_args(name: str, args: dict[str, Any], factor: int) -> dict[str, Any]:
+    """``args`` with the encoder's kernel and stride multiplied by ``factor`` (``stride`` mode).
+
+    Arguments the preset leaves out are taken from the factory's defaults.
+    """
+    factory = separator_factory(name)
+    keys = _STRIDE_ARGS.get(_key(name))
+    if keys is None:
+        raise ConfigError(
+            f"separator {name!r} was registered without stride_args, so system.mode 'stride' "
+            "cannot scale its encoder; use system.mode 'resample'"
+        )
+    params = inspect.signature(factory).parameters
+    scaled = dict(args)
+    for key in keys:
+        value = scaled.get(key, params[key].default)
+        if not isinstance(value, int):
+            raise ConfigError(f"separator {name!r}: {key} must be an integer for stride mode")
+        scaled[key] = value * factor
+    return scaled
 
 
 def build_separator(name: str, *, n_src: int, sample_rate: int, **kwargs: Any) -> nn.Module:

@@ -14,12 +14,16 @@ from torch import nn
 from sfsrnet.audio import fit_length, resample
 from sfsrnet.errors import ConfigError
 
-Mode = Literal["resample"]
-MODES: tuple[str, ...] = ("resample",)
+Mode = Literal["resample", "stride"]
+MODES: tuple[str, ...] = ("resample", "stride")
 
 
 def separator_rate(sample_rate: int, factor: int, mode: str) -> int:
-    """The rate the separator runs at for a system at ``sample_rate`` with factor ``factor``."""
+    """The rate the separator runs at for a system at ``sample_rate`` with factor ``factor``.
+
+    ``resample`` runs it at ``sample_rate / factor``; ``stride`` at the full rate, with its
+    encoder's kernel and stride multiplied by ``factor`` instead (see ``registry.strided_args``).
+    """
     if factor < 1:
         raise ConfigError(f"factor must be a positive integer, got {factor} (system.factor)")
     if mode not in MODES:
@@ -34,16 +38,26 @@ def separator_rate(sample_rate: int, factor: int, mode: str) -> int:
 
 
 class SeparationSystem(nn.Module):
-    """A separator wrapped to run at ``sample_rate / factor`` on full-rate mixtures.
+    """A separator wrapped so that its sequence is ``factor`` times shorter than at full rate.
 
     In ``resample`` mode the mixture is resampled to ``sample_rate / factor``, separated there and
-    the estimates are resampled back; they carry nothing above the low-rate Nyquist frequency.
+    the estimates are resampled back; they carry nothing above the low-rate Nyquist frequency. In
+    ``stride`` mode the separator (built with a ``factor`` times larger encoder stride and kernel)
+    runs on the full-rate mixture directly.
+
+    Separators that expose ``intermediate_estimates`` after a forward pass (SFSRNet's per-block
+    estimates) have them brought to the full rate too, in ``self.intermediate_estimates``.
+
+    With ``sr`` (the super-resolution add-on, any module mapping ``(mix (B, T), est (B, C, T))``
+    to ``(B, C, T)``) the upsampled estimates are refined with the full-rate mixture; the
+    separator's own estimate is kept in ``self.separator_estimate`` for the joint loss.
 
     Args:
-        separator: maps ``(batch, time_low)`` to ``(batch, n_src, time_low)`` at the low rate.
+        separator: maps ``(batch, time_low)`` to ``(batch, n_src, time_low)`` at its own rate.
         sample_rate: the full rate of mixtures and estimates.
         factor: downsampling factor ``d`` (1 = no downsampling).
-        mode: ``"resample"``.
+        mode: ``"resample"`` or ``"stride"``.
+        sr: optional SR add-on.
 
     >>> from sfsrnet.registry import build_separator
     >>> sep = build_separator("convtasnet", n_src=2, sample_rate=4000, n_blocks=2, n_repeats=1)
@@ -53,7 +67,12 @@ class SeparationSystem(nn.Module):
     """
 
     def __init__(
-        self, separator: nn.Module, sample_rate: int, factor: int = 1, mode: Mode = "resample"
+        self,
+        separator: nn.Module,
+        sample_rate: int,
+        factor: int = 1,
+        mode: Mode = "resample",
+        sr: nn.Module | None = None,
     ) -> None:
         super().__init__()
         low_rate = separator_rate(sample_rate, factor, mode)
@@ -67,18 +86,30 @@ class SeparationSystem(nn.Module):
         self.factor = factor
         self.mode = mode
         self.n_src = int(separator.n_src)
+        self.sr = sr
+        self.spec: dict = {}
+        self.intermediate_estimates: list[torch.Tensor] = []
+        self.separator_estimate: torch.Tensor | None = None
 
     @property
     def low_rate(self) -> int:
         """Rate of the separator's input (Hz)."""
-        return self.sample_rate // self.factor
+        return separator_rate(self.sample_rate, self.factor, self.mode)
+
+    def _to_full_rate(self, est: torch.Tensor, length: int) -> torch.Tensor:
+        return fit_length(resample(est, self.low_rate, self.sample_rate), length)
 
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
         """Separate ``mix`` ``(batch, time)`` into ``(batch, n_src, time)`` at the full rate."""
         if mix.dim() != 2:
             raise ValueError(f"mix must be (batch, time), got shape {tuple(mix.shape)}")
         length = mix.shape[-1]
-        low = resample(mix, self.sample_rate, self.low_rate)
-        est = self.separator(low)
-        est = resample(est, self.low_rate, self.sample_rate)
-        return fit_length(est, length)
+        est = self.separator(resample(mix, self.sample_rate, self.low_rate))
+        blocks = getattr(self.separator, "intermediate_estimates", None) or []
+        self.intermediate_estimates = [self._to_full_rate(e, length) for e in blocks]
+        est = self._to_full_rate(est, length)
+        if self.sr is None:
+            self.separator_estimate = None
+            return est
+        self.separator_estimate = est
+        return self.sr(mix, est)

@@ -7,6 +7,7 @@ import json
 import logging
 import random
 import statistics
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -14,13 +15,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from asteroid.losses import PITLossWrapper, pairwise_neg_sisdr
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from sfsrnet.checkpoint import build_system, save_checkpoint, system_spec
+from sfsrnet.checkpoint import (
+    build_system,
+    load_separator_weights,
+    save_checkpoint,
+    system_spec,
+)
 from sfsrnet.data.folder import SeparationFolder
 from sfsrnet.errors import ConfigError
+from sfsrnet.losses import SeparationLoss, pit_si_snr_loss
 from sfsrnet.metrics import si_snr
 from sfsrnet.tracking import cell_run
 
@@ -47,11 +53,6 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
-
-
-def pit_si_snr_loss() -> PITLossWrapper:
-    """Negative SI-SNR under the best permutation, averaged over the batch."""
-    return PITLossWrapper(pairwise_neg_sisdr, pit_from="pw_mtx")
 
 
 def _write_row(path: Path, row: dict[str, Any]) -> None:
@@ -114,8 +115,21 @@ def train_cell(config: dict[str, Any], out_dir: str | Path, threads: int | None 
         random_crop=True,
     )
     valid_set = SeparationFolder(root, "valid", spec["n_src"], spec["sample_rate"])
-    system = build_system(spec).to(device)
+    system = build_system(spec)
+    staged = system.sr is not None and config["sr"]["training"] == "staged"
+    init_from = config["sr"]["init_from"]
+    if staged and not init_from:
+        raise ConfigError(
+            "sr.training is 'staged' but sr.init_from names no checkpoint of the separator to "
+            "freeze (the workflow sets it to the SR-off cell's checkpoint)"
+        )
+    if init_from:
+        load_separator_weights(system, init_from)
+    if staged:
+        system.separator.requires_grad_(False)
+    system = system.to(device)
     n_params = sum(p.numel() for p in system.parameters())
+    n_params_sr = sum(p.numel() for p in system.sr.parameters()) if system.sr is not None else 0
     train_loader = DataLoader(
         train_set,
         batch_size=train_cfg["batch_size"],
@@ -125,13 +139,14 @@ def train_cell(config: dict[str, Any], out_dir: str | Path, threads: int | None 
         num_workers=train_cfg["num_workers"],
     )
     valid_loader = DataLoader(valid_set, batch_size=1, num_workers=train_cfg["num_workers"])
+    trainable = [p for p in system.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(
-        system.parameters(), lr=train_cfg["lr"], weight_decay=train_cfg["weight_decay"]
+        trainable, lr=train_cfg["lr"], weight_decay=train_cfg["weight_decay"]
     )
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=0.5, patience=train_cfg["lr_patience"]
     )
-    loss_fn = pit_si_snr_loss()
+    loss_fn = SeparationLoss(spec["sample_rate"], train_cfg["multiloss"])
     use_bf16 = train_cfg["precision"] == "bf16"
 
     def autocast():
@@ -145,15 +160,18 @@ def train_cell(config: dict[str, Any], out_dir: str | Path, threads: int | None 
     step_times: list[float] = []
     start = time.monotonic()
     with cell_run(config, "train") as run:
-        run.log_metrics({"n_params": n_params})
+        run.log_metrics({"n_params": n_params, "n_params_sr": n_params_sr})
         for epoch in range(1, train_cfg["epochs"] + 1):
             system.train()
+            if staged:
+                system.separator.eval()  # frozen: no dropout, as it was evaluated
             epoch_start = time.monotonic()
             losses = []
             bar = tqdm(
                 train_loader,
                 desc=f"epoch {epoch}/{train_cfg['epochs']}",
-                disable=not train_cfg["progress"],
+                # A bar only on a terminal: in a job's log file the per-epoch lines say enough.
+                disable=not (train_cfg["progress"] and sys.stderr.isatty()),
                 mininterval=2.0,
                 leave=False,
             )
@@ -162,11 +180,11 @@ def train_cell(config: dict[str, Any], out_dir: str | Path, threads: int | None 
                 mix, ref = mix.to(device), ref.to(device)
                 with autocast():
                     est = system(mix)
-                loss = loss_fn(est.float(), ref)
+                loss = loss_fn.for_system(system, est, ref, staged)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if train_cfg["clip_grad_norm"]:
-                    torch.nn.utils.clip_grad_norm_(system.parameters(), train_cfg["clip_grad_norm"])
+                    torch.nn.utils.clip_grad_norm_(trainable, train_cfg["clip_grad_norm"])
                 optimizer.step()
                 step_times.append(time.perf_counter() - t0)
                 losses.append(loss.item())
@@ -200,6 +218,9 @@ def train_cell(config: dict[str, Any], out_dir: str | Path, threads: int | None 
             "best_valid_si_snr": best["valid_si_snr"],
             "epochs": train_cfg["epochs"],
             "n_params": n_params,
+            "n_params_separator": n_params - n_params_sr,
+            "n_params_sr": n_params_sr,
+            "sr_training": ("staged" if staged else "joint") if system.sr is not None else None,
             "device": str(device),
             "threads": torch.get_num_threads(),
             "train_seconds": round(time.monotonic() - start, 1),

@@ -127,7 +127,7 @@ def test_mlflow_holds_one_run_with_params_and_metrics(cell):
 
 
 def test_report_rebuilds_the_ablation_table(cell):
-    config, cell_dir = cell
+    _, cell_dir = cell
     paths = build_report(cell_dir.parents[2])
     ablation = pd.read_csv(paths["ablation_csv"])
     summary = json.loads((cell_dir / "summary.json").read_text())
@@ -138,7 +138,7 @@ def test_report_rebuilds_the_ablation_table(cell):
 
 def test_training_is_deterministic_on_cpu(cell, tmp_path):
     """Same seed, same data: the same per-epoch log, to the last digit."""
-    config, cell_dir = cell
+    _, cell_dir = cell
     again = tmp_path / "again"
     _cli("train", "--config", str(cell_dir / "config.yaml"), "--out", str(again), "--threads", "1")
     first = pd.read_csv(cell_dir / "train_log.csv")
@@ -164,3 +164,37 @@ def test_bad_config_exits_with_a_message_and_no_traceback(tmp_path, small_corpus
     assert result.returncode == 2
     assert named in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_staged_sr_trains_sr_and_leaves_the_separator_untouched(cell, tmp_path):
+    config, cell_dir = cell
+    staged = {
+        **config,
+        "sr": {
+            **config["sr"],
+            "enabled": True,
+            "training": "staged",
+            "init_from": str(cell_dir / "checkpoint.pt"),
+            "args": {"channels": [4, 8, 4], "kernels": [3, 3, 3, 3], "phase": "hybrid"},
+        },
+        "cell": {"name": "convtasnet/ds2/sr-on", "axes": {"factor": 2, "sr": True}},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(staged))
+    _cli("train", "--config", str(path), "--out", str(tmp_path), "--threads", "1")
+    base = torch.load(cell_dir / "checkpoint.pt", weights_only=True)["state_dict"]
+    after = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["state_dict"]
+    separator_keys = [k for k in base if k.startswith("separator.")]
+    assert separator_keys and all(torch.equal(base[k], after[k]) for k in separator_keys)
+    assert any(k.startswith("sr.") for k in after)
+    summary = json.loads((tmp_path / "train.json").read_text())
+    assert summary["sr_training"] == "staged" and summary["n_params_sr"] > 0
+
+
+def test_staged_sr_without_a_separator_checkpoint_is_refused(cell, tmp_path):
+    config, _ = cell
+    bad = {**config, "sr": {**config["sr"], "enabled": True, "training": "staged"}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    result = _cli("train", "--config", str(path), "--out", str(tmp_path), check=False)
+    assert result.returncode == 2 and "sr.init_from" in result.stderr

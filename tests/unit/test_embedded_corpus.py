@@ -1,4 +1,4 @@
-"""The embedded corpus: made by the real generator (eSpeak NG, and flite/festival when installed)."""
+"""The embedded corpus, made by the real generator (eSpeak NG; flite and festival if installed)."""
 
 import json
 import logging
@@ -86,7 +86,7 @@ def test_a_folder_holding_another_spec_is_refused(small_corpus, small_spec):
 
 
 def test_bad_spec_names_the_key():
-    with pytest.raises(ConfigError, match="data.embedded.n_train"):
+    with pytest.raises(ConfigError, match=r"data\.embedded\.n_train"):
         CorpusSpec.from_config({"embedded": {"n_train": 0}})
 
 

@@ -1,4 +1,4 @@
-"""Snakemake end to end on the tiny study: the same command a user runs, in a scratch results dir."""
+"""Snakemake end to end on the tiny study: the command a user runs, in a scratch results dir."""
 
 import os
 import subprocess

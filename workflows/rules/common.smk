@@ -25,14 +25,22 @@ RESULTS = config["results_dir"]
 STUDY = config["study"]
 STUDY_DIR = f"{RESULTS}/{STUDY}"
 SEPARATORS_DIR = Path(workflow.basedir) / "config" / "separators"
+SR_PRESETS = Path(workflow.basedir) / "config" / "sr.yaml"
 
 # Short axis names and how their values name a cell folder (STYLE.md: sepformer/ds4/sr-on/seed0).
 AXIS_ALIASES = {
     "separator": "separator.name",
     "factor": "system.factor",
+    "mode": "system.mode",
     "seed": "seed",
+    "sr": "sr.enabled",
+    "heuristic": "sr.args.heuristic",
+    "sr_training": "sr.training",
+    "multiloss": "train.multiloss",
 }
-AXIS_LABELS = {"separator": "{}", "factor": "ds{}", "seed": "seed{}"}
+AXIS_LABELS = {"separator": "{}", "factor": "ds{}", "seed": "seed{}", "mode": "{}"}
+# Axes that only matter with SR on: an SR-on cell's SR-off twin differs in none of them.
+SR_AXES = {"sr", "heuristic", "sr_training"}
 
 
 def _axis_key(axis):
@@ -40,6 +48,8 @@ def _axis_key(axis):
 
 
 def _label(axis, value):
+    if isinstance(value, bool):  # YAML reads on/off as booleans
+        value = "on" if value else "off"
     pattern = AXIS_LABELS.get(axis, axis.split(".")[-1] + "-{}")
     return pattern.format(value)
 
@@ -56,18 +66,13 @@ def _set(mapping, dotted, value):
     node[last] = value
 
 
-def _preset(name, preset):
-    path = SEPARATORS_DIR / f"{name.lower()}.yaml"
+def _preset(path, preset, key):
     if not path.is_file():
-        known = sorted(p.stem for p in SEPARATORS_DIR.glob("*.yaml"))
-        raise WorkflowError(
-            f"separator.name {name!r}: no preset file {path} (presets exist for {known})"
-        )
+        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise WorkflowError(f"{key}: no preset file {path} (preset files: {known})")
     presets = (yaml.safe_load(path.read_text()) or {}).get("presets", {})
     if preset not in presets:
-        raise WorkflowError(
-            f"separator.preset {preset!r} is not in {path}; it has: {sorted(presets)}"
-        )
+        raise WorkflowError(f"{key} {preset!r} is not in {path}; it has: {sorted(presets)}")
     return dict(presets[preset] or {})
 
 
@@ -118,7 +123,10 @@ def expand_grid(config):
         for axis, value in axes.items():
             _set(cell, _axis_key(axis), value)
         sep = cell["separator"]
-        sep["args"] = {**_preset(sep["name"], sep["preset"]), **sep["args"]}
+        path = SEPARATORS_DIR / f"{sep['name'].lower()}.yaml"
+        sep["args"] = {**_preset(path, sep["preset"], "separator.preset"), **sep["args"]}
+        sr = cell["sr"]
+        sr["args"] = {**_preset(SR_PRESETS, sr["preset"], "sr.preset"), **sr["args"]}
         cell["data"]["root"] = corpus_dir(cell["data"])
         name = (
             posixpath.join(*(_label(a, v) for a, v in axes.items()))
@@ -133,7 +141,33 @@ def expand_grid(config):
         cells[name] = cell
     if not cells:
         raise WorkflowError("the grid and exclude of the config leave no cell to run")
+    _link_staged(cells)
     return cells
+
+
+def _link_staged(cells):
+    """Point each staged SR-on cell at the checkpoint of its SR-off twin (same other axes)."""
+    twins = {}
+    for name, cell in cells.items():
+        if not cell["sr"]["enabled"]:
+            key = tuple((a, v) for a, v in cell["cell"]["axes"].items() if a not in SR_AXES)
+            twins.setdefault(key, name)
+    for name, cell in cells.items():
+        if cell["sr"]["enabled"] and cell["sr"]["training"] == "staged":
+            key = tuple((a, v) for a, v in cell["cell"]["axes"].items() if a not in SR_AXES)
+            if key not in twins:
+                raise WorkflowError(
+                    f"cell {name} trains SR on a frozen separator (sr.training: staged) but the "
+                    "grid has no SR-off cell with the same other axes; add `sr: [off, on]` to "
+                    "the grid or use sr.training: joint"
+                )
+            cell["sr"]["init_from"] = f"{STUDY_DIR}/cells/{twins[key]}/checkpoint.pt"
+
+
+def init_checkpoint(wildcards):
+    """The SR-off twin's checkpoint for a staged SR cell (an input of its training), else none."""
+    path = CELLS[wildcards.cell]["sr"]["init_from"]
+    return [path] if path else []
 
 
 CELLS = expand_grid(config)

@@ -20,6 +20,7 @@ rule train:
     input:
         config=f"{STUDY_DIR}/cells/{{cell}}/config.yaml",
         corpus=cell_corpus,
+        init=init_checkpoint,
     output:
         checkpoint=f"{STUDY_DIR}/cells/{{cell}}/checkpoint.pt",
         log_csv=f"{STUDY_DIR}/cells/{{cell}}/train_log.csv",

@@ -1,0 +1,129 @@
+"""The SR add-on: heuristic maths, exact STFT round trip, shapes, gradients."""
+
+import pytest
+import torch
+
+from sfsrnet.checkpoint import build_system
+from sfsrnet.losses import SeparationLoss
+from sfsrnet.sr import STFT, SuperResolution, heuristic_high_band
+
+TINY_SR = {"channels": (4, 4, 4), "kernels": (3, 3, 3, 3)}
+
+
+def test_heuristic_uses_the_low_band_ratio_per_frame():
+    """Mixture twice the estimate in the low band at frame 0, four times at frame 1."""
+    torch.manual_seed(0)
+    est = torch.rand(1, 2, 10, 2) + 0.1  # (B, C, F, frames)
+    mix = torch.rand(1, 10, 2) + 0.1
+    split = 4
+    low_mix = mix[0, :split].sum(0)  # (frames,)
+    est[0, 0, :split] = est[0, 0, :split] * (low_mix / (2 * est[0, 0, :split].sum(0)))
+    est[0, 0, :split, 1] *= 0.5
+    high = heuristic_high_band(mix, est, split, eps=0.0)
+    assert torch.allclose(high[0, 0, split:, 0], 2 * mix[0, split:, 0])
+    assert torch.allclose(high[0, 0, split:, 1], 4 * mix[0, split:, 1])
+    assert (high[:, :, :split] == 0).all()
+    inverse = heuristic_high_band(mix, est, split, ratio="estimate/mixture", eps=0.0)
+    assert torch.allclose(inverse[0, 0, split:, 0], 0.5 * mix[0, split:, 0])
+
+
+def test_heuristic_eps_keeps_a_silent_estimate_finite():
+    high = heuristic_high_band(torch.ones(1, 8, 3), torch.zeros(1, 2, 8, 3), 4, eps=1e-8)
+    assert torch.isfinite(high).all()
+
+
+@pytest.mark.parametrize("sample_rate", [8000, 16000])
+@pytest.mark.parametrize("length", [8000, 8001, 777])
+@pytest.mark.parametrize("window", ["hann", "hamming", "sqrt_hann"])
+def test_stft_round_trip_is_exact(sample_rate, length, window):
+    stft = STFT(sample_rate, window=window)
+    assert stft.n_fft == 256 * sample_rate // 8000 and stft.hop == 64 * sample_rate // 8000
+    x = torch.randn(2, 3, length, dtype=torch.float64)
+    stft.window = stft.window.double()
+    assert torch.allclose(stft.inverse(stft(x), length), x, atol=1e-10)
+
+
+def test_stft_has_129_bins_at_8k():
+    assert STFT(8000)(torch.randn(1, 8000)).shape[-2] == 129
+
+
+@pytest.mark.parametrize("n_src", [2, 3])
+@pytest.mark.parametrize("length", [4000, 4001, 1234])
+@pytest.mark.parametrize("heuristic", [True, False])
+def test_sr_output_shape_and_length(n_src, length, heuristic):
+    sr = SuperResolution(n_src, 8000, heuristic=heuristic, **TINY_SR)
+    out = sr(torch.randn(2, length), torch.randn(2, n_src, length))
+    assert out.shape == (2, n_src, length)
+
+
+def test_published_sr_size_matches_the_paper_arithmetic():
+    sr = SuperResolution(2, 8000)
+    n_params = sum(p.numel() for p in sr.parameters())
+    assert 6.5e6 < n_params < 6.9e6  # PAPER.md: about 6.7 M for C = 2
+
+
+def test_sr_with_zero_correction_returns_the_estimate():
+    """delta = 0 (last layer zeroed): the output is the estimate, through the exact iSTFT."""
+    sr = SuperResolution(2, 8000, phase="estimate", **TINY_SR)
+    last = sr.net[-1]
+    torch.nn.init.zeros_(last.weight), torch.nn.init.zeros_(last.bias)
+    est = torch.randn(1, 2, 3001)
+    assert torch.allclose(sr(torch.randn(1, 3001), est), est, atol=1e-4)
+
+
+def _spec(sr: dict | None, factor: int = 2) -> dict:
+    return {
+        "separator": "convtasnet",
+        "separator_args": {
+            "n_blocks": 1,
+            "n_repeats": 1,
+            "n_filters": 16,
+            "bn_chan": 8,
+            "hid_chan": 8,
+            "skip_chan": 8,
+        },
+        "n_src": 2,
+        "sample_rate": 8000,
+        "factor": factor,
+        "mode": "resample",
+        "sr": sr,
+    }
+
+
+def test_joint_gradients_reach_sr_and_separator():
+    system = build_system(_spec(TINY_SR)).train()
+    ref = torch.randn(2, 2, 2000)
+    loss = SeparationLoss(8000).for_system(system, system(ref.sum(1)), ref, staged=False)
+    loss.backward()
+    assert all(p.grad is not None for p in system.sr.parameters())
+    # Asteroid's last TCN block has a residual conv whose output nothing uses: no gradient there.
+    unused = {n for n, p in system.separator.named_parameters() if p.grad is None}
+    assert unused <= {"masker.TCN.0.res_conv.weight", "masker.TCN.0.res_conv.bias"}
+    for part in (system.sr, system.separator):
+        assert any(p.grad.abs().sum() > 0 for p in part.parameters() if p.grad is not None)
+
+
+def test_staged_loss_is_the_sr_output_loss_only():
+    system = build_system(_spec(TINY_SR)).train()
+    system.separator.requires_grad_(False)
+    ref = torch.randn(2, 2, 2000)
+    est = system(ref.sum(1))
+    loss = SeparationLoss(8000).for_system(system, est, ref, staged=True)
+    assert loss.item() == pytest.approx(SeparationLoss(8000).pit(est, ref).item())
+    loss.backward()
+    assert all(p.grad is None for p in system.separator.parameters())
+    assert any(p.grad is not None for p in system.sr.parameters())
+
+
+def test_sr_restores_energy_above_the_low_rate_nyquist():
+    """Untrained SR with the mixture's phase already puts energy above 1 kHz at factor 4,
+    where the upsampled estimate has none."""
+    system = build_system({**_spec({**TINY_SR, "phase": "hybrid"}, factor=4)}).eval()
+    mix = torch.randn(1, 8000)
+    with torch.no_grad():
+        out = system(mix)
+    spec = torch.fft.rfft(out[0], dim=-1).abs() ** 2
+    sep = torch.fft.rfft(system.separator_estimate[0], dim=-1).abs() ** 2
+    freqs = torch.fft.rfftfreq(8000, 1 / 8000)
+    high = freqs > 1100
+    assert spec[:, high].sum() > 100 * sep[:, high].sum()

@@ -112,6 +112,8 @@ def cmd_report(args: argparse.Namespace) -> None:
 
     paths = build_report(args.study_dir, args.out)
     print(paths["ablation_md"].read_text())
+    if "sr_md" in paths:
+        print(paths["sr_md"].read_text())
 
 
 def cmd_bench(args: argparse.Namespace) -> None:

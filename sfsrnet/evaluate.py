@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -15,13 +16,14 @@ from tqdm import tqdm
 from sfsrnet.audio import write_wav
 from sfsrnet.checkpoint import load_checkpoint
 from sfsrnet.data.folder import SeparationFolder
-from sfsrnet.metrics import SdrBackend, utterance_metrics
+from sfsrnet.metrics import SdrBackend, band_edges, band_snr, best_permutation, utterance_metrics
 from sfsrnet.stats import mean_ci
 
 log = logging.getLogger(__name__)
 
 METRICS = ("si_snr", "si_snr_i", "sdr", "sdr_i", "input_si_snr", "input_sdr")
 UTTERANCE_CSV = "metrics.csv"
+BANDS_CSV = "bands.csv"
 SUMMARY_JSON = "summary.json"
 
 
@@ -35,20 +37,28 @@ def evaluate_checkpoint(
     n_examples: int = 0,
     sdr_backend: SdrBackend = "fast",
     progress: bool = True,
+    band_edges_hz: tuple[float, ...] = (500.0, 1000.0, 2000.0),
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Separate every mixture of ``root/split`` with the checkpoint's system and score it.
 
     Returns the per-utterance table (one row per utterance and source; columns ``utterance``,
     ``source``, ``permutation`` and :data:`METRICS`) and a summary mapping (mean and 95 % CI of
-    each metric over utterances). With ``out_dir`` both are written there, with ``n_examples``
-    separated examples under ``examples/``.
+    each metric over utterances). With ``out_dir`` both are written there, with the per-band
+    table (``bands.csv``: band SNR per utterance, source and band; the edges are
+    ``band_edges_hz`` plus the low-rate Nyquist and the SR split) and ``n_examples`` separated
+    examples under ``examples/``.
     """
     system, payload = load_checkpoint(checkpoint)
     spec = payload["spec"]
     dataset = SeparationFolder(
         root, split, spec["n_src"], spec["sample_rate"], limit=max_utterances
     )
-    rows = []
+    extra = list(band_edges_hz)
+    if system.sr is not None:
+        extra.append(system.sr.split_hz)
+    edges = band_edges(spec["sample_rate"], spec["factor"], tuple(extra))
+    nyquist_low = spec["sample_rate"] / (2 * spec["factor"])
+    rows, band_rows = [], []
     start = time.monotonic()
     separate_seconds = 0.0
     audio_seconds = 0.0
@@ -62,6 +72,20 @@ def evaluate_checkpoint(
         audio_seconds += mix.shape[-1] / spec["sample_rate"]
         for row in utterance_metrics(mix, est, ref, sdr_backend):
             rows.append({"utterance": name, **row})
+        aligned = est[list(best_permutation(est, ref))]
+        snr = band_snr(aligned, ref, spec["sample_rate"], edges)
+        for c in range(ref.shape[0]):
+            for b, (lo, hi) in enumerate(itertools.pairwise(edges)):
+                band_rows.append(
+                    {
+                        "utterance": name,
+                        "source": c,
+                        "band_lo_hz": lo,
+                        "band_hi_hz": hi,
+                        "above_low_nyquist": lo >= nyquist_low and spec["factor"] > 1,
+                        "band_snr": float(snr[c, b]),
+                    }
+                )
         if out_dir is not None and i < n_examples:
             folder = Path(out_dir) / "examples" / name
             write_wav(folder / "mix.wav", mix, spec["sample_rate"])
@@ -69,6 +93,7 @@ def evaluate_checkpoint(
                 write_wav(folder / f"est{c + 1}.wav", est[c], spec["sample_rate"])
                 write_wav(folder / f"ref{c + 1}.wav", ref[c], spec["sample_rate"])
     table = pd.DataFrame(rows)
+    bands = pd.DataFrame(band_rows)
     per_utt = table.groupby("utterance")[list(METRICS)].mean()
     summary: dict[str, Any] = {
         "split": split,
@@ -82,10 +107,16 @@ def evaluate_checkpoint(
         mean, half = mean_ci(per_utt[metric].to_numpy())
         summary[metric] = mean
         summary[f"{metric}_ci95"] = half
+    summary["band_snr_missing"] = int(bands.band_snr.isna().sum())
+    high = bands[bands.above_low_nyquist].groupby("utterance").band_snr.mean()
+    mean, half = mean_ci(high.to_numpy()) if len(high) else (float("nan"), float("nan"))
+    summary["band_snr_above_low_nyquist"] = mean
+    summary["band_snr_above_low_nyquist_ci95"] = half
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         table.to_csv(out / UTTERANCE_CSV, index=False, float_format="%.6f")
+        bands.to_csv(out / BANDS_CSV, index=False, float_format="%.6f")
         (out / SUMMARY_JSON).write_text(json.dumps(summary, indent=2))
     log.info(
         "%s: SI-SNRi %.2f dB, SDRi %.2f dB over %d utterances",

@@ -108,3 +108,47 @@ def utterance_metrics(
         }
         for c in range(ref.shape[0])
     ]
+
+
+def band_edges(sample_rate: int, factor: int, extra_hz: tuple[float, ...] = ()) -> list[float]:
+    """Band edges in Hz from 0 to Nyquist: ``extra_hz`` plus the low-rate Nyquist
+    ``sample_rate / (2 * factor)`` (so "above the low-rate Nyquist" is always a band).
+
+    >>> band_edges(8000, 4, (2000.0,))
+    [0.0, 1000.0, 2000.0, 4000.0]
+    """
+    nyquist = sample_rate / 2
+    edges = {0.0, nyquist, *(float(e) for e in extra_hz if 0 < e < nyquist)}
+    if factor > 1:
+        edges.add(nyquist / factor)
+    return sorted(edges)
+
+
+def band_snr(
+    est: torch.Tensor, ref: torch.Tensor, sample_rate: int, edges: list[float], floor: float = 1e-6
+) -> torch.Tensor:
+    """SNR in dB of the estimate in each frequency band, after the best global scaling.
+
+    The estimate is scaled to fit the reference (SI-SNR-trained separators have no fixed gain),
+    then the reference's energy and the error's energy are summed over the FFT bins of each band
+    ``[edges[i], edges[i+1])``. A band holding less than ``floor`` of the reference's energy
+    (-60 dB) is ``nan``: missing, not a silent inf.
+
+    Args:
+        est, ref: ``(n_src, time)``, aligned. edges: ascending, in Hz.
+    Returns:
+        ``(n_src, len(edges) - 1)``.
+    """
+    est, ref = est.double(), ref.double()
+    scale = (est * ref).sum(-1, keepdim=True) / ((est * est).sum(-1, keepdim=True) + 1e-12)
+    err = torch.fft.rfft(scale * est - ref, dim=-1).abs().pow(2)
+    sig = torch.fft.rfft(ref, dim=-1).abs().pow(2)
+    freqs = torch.fft.rfftfreq(ref.shape[-1], 1 / sample_rate, dtype=torch.float64)
+    out = torch.full((ref.shape[0], len(edges) - 1), float("nan"), dtype=torch.float64)
+    total = sig.sum(-1)
+    for b, (lo, hi) in enumerate(itertools.pairwise(edges)):
+        in_band = (freqs >= lo) & ((freqs < hi) if hi < sample_rate / 2 else (freqs <= hi))
+        s, e = sig[:, in_band].sum(-1), err[:, in_band].sum(-1)
+        ok = s > floor * total
+        out[ok, b] = 10 * torch.log10(s[ok] / (e[ok] + 1e-20))
+    return out

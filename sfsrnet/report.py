@@ -14,7 +14,7 @@ import pandas as pd
 
 from sfsrnet.config import load_yaml
 from sfsrnet.errors import DataError
-from sfsrnet.evaluate import SUMMARY_JSON, UTTERANCE_CSV
+from sfsrnet.evaluate import BANDS_CSV, SUMMARY_JSON, UTTERANCE_CSV
 from sfsrnet.stats import mean_ci
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,10 @@ def long_table(cell_dirs: list[Path]) -> pd.DataFrame:
         config = load_yaml(cell_dir / "config.yaml")
         cell = config.get("cell", {})
         table = pd.read_csv(cell_dir / UTTERANCE_CSV)
+        if (cell_dir / BANDS_CSV).is_file():
+            bands = pd.read_csv(cell_dir / BANDS_CSV)
+            high = bands[bands.above_low_nyquist].groupby(["utterance", "source"]).band_snr.mean()
+            table = table.join(high.rename("band_snr_high"), on=["utterance", "source"])
         table.insert(0, "cell", cell.get("name", cell_dir.name))
         for i, (axis, value) in enumerate(cell.get("axes", {}).items()):
             table.insert(1 + i, axis, value)
@@ -43,7 +47,7 @@ def ablation_table(long: pd.DataFrame) -> pd.DataFrame:
 
     Sources are averaged within an utterance first, so the interval is over utterances.
     """
-    axes = [c for c in long.columns[1 : long.columns.get_loc("utterance")]]
+    axes = list(long.columns[1 : long.columns.get_loc("utterance")])
     per_utt = long.groupby(["cell", *axes, "utterance"], sort=False)[list(TABLE_METRICS)].mean()
     rows = []
     for keys, group in per_utt.groupby(level=["cell", *axes], sort=False):
@@ -55,6 +59,58 @@ def ablation_table(long: pd.DataFrame) -> pd.DataFrame:
         row["n_utterances"] = len(group)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+SR_AXES = ("sr", "heuristic", "sr_training")
+SR_METRICS = {"si_snr_i": "SI-SNRi", "sdr_i": "SDRi", "band_snr_high": "band SNR > low Nyquist"}
+
+
+def sr_table(long: pd.DataFrame) -> pd.DataFrame | None:
+    """SR off against SR on for every setting of the other axes, paired on the same utterances.
+
+    One row per (other axes, metric): mean and 95 % CI of "off", "on" and their per-utterance
+    difference, and the two-sided p-value of a paired t-test. ``None`` when the study has no
+    ``sr`` axis with both values.
+    """
+    from scipy import stats
+
+    if "sr" not in long.columns or long.sr.nunique() < 2:
+        return None
+    axes = [c for c in long.columns[1 : long.columns.get_loc("utterance")] if c not in SR_AXES]
+    metrics = [m for m in SR_METRICS if m in long.columns]
+    per_utt = long.groupby([*axes, "sr", "utterance"], sort=False)[metrics].mean().reset_index()
+    rows = []
+    for keys, group in per_utt.groupby(axes, sort=False):
+        off = group[~group.sr.astype(bool)].set_index("utterance")
+        on = group[group.sr.astype(bool)].set_index("utterance")
+        shared = off.index.intersection(on.index)
+        for metric in metrics:
+            a, b = off.loc[shared, metric], on.loc[shared, metric]
+            valid = a.notna() & b.notna()
+            if not valid.any():
+                continue
+            a, b = a[valid].to_numpy(), b[valid].to_numpy()
+            row = dict(zip(axes, keys if isinstance(keys, tuple) else (keys,), strict=True))
+            row["metric"] = metric
+            for label, values in (("off", a), ("on", b), ("delta", b - a)):
+                row[label], row[f"{label}_ci95"] = mean_ci(values)
+            row["p_value"] = float(stats.ttest_rel(b, a).pvalue) if len(a) > 1 else float("nan")
+            row["n_utterances"] = len(a)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _sr_markdown(table: pd.DataFrame) -> str:
+    shown = table.copy()
+    shown["metric"] = shown.metric.map(SR_METRICS)
+    for label in ("off", "on", "delta"):
+        shown[f"SR {label} (dB)" if label != "delta" else "delta (dB)"] = [
+            f"{m:+.2f} ± {h:.2f}" if label == "delta" else f"{m:.2f} ± {h:.2f}"
+            for m, h in zip(table[label], table[f"{label}_ci95"], strict=True)
+        ]
+        shown = shown.drop(columns=[label, f"{label}_ci95"])
+    shown["p (paired t)"] = [f"{p:.2g}" for p in table.p_value]
+    return shown.drop(columns=["p_value"]).to_markdown(index=False) + "\n"
 
 
 def _markdown(table: pd.DataFrame) -> str:
@@ -96,5 +152,10 @@ def build_report(study_dir: str | Path, out_dir: str | Path | None = None) -> di
     long.to_csv(paths["long"], index=False, float_format="%.6f")
     ablation.to_csv(paths["ablation_csv"], index=False, float_format="%.6f")
     paths["ablation_md"].write_text(_markdown(ablation))
+    sr = sr_table(long)
+    if sr is not None:
+        paths["sr_csv"], paths["sr_md"] = out / "sr.csv", out / "sr.md"
+        sr.to_csv(paths["sr_csv"], index=False, float_format="%.6f")
+        paths["sr_md"].write_text(_sr_markdown(sr))
     log.info("report: %d cells, tables in %s", len(ablation), out)
     return paths

@@ -80,3 +80,29 @@ def test_swapped_estimates_are_realigned(backend):
     for row in straight:
         assert row["si_snr_i"] == pytest.approx(row["si_snr"] - row["input_si_snr"])
         assert row["sdr_i"] == pytest.approx(row["sdr"] - row["input_sdr"])
+
+
+def test_band_snr_of_a_band_limited_estimate():
+    """An estimate that is the reference below 1 kHz and silent above it: very high SNR below,
+    0 dB above (the error there is the reference itself), whatever its overall gain."""
+    from sfsrnet.metrics import band_edges, band_snr
+
+    torch.manual_seed(0)
+    ref = torch.randn(2, 8000, dtype=torch.float64)
+    spec = torch.fft.rfft(ref, dim=-1)
+    freqs = torch.fft.rfftfreq(8000, 1 / 8000)
+    low = torch.fft.irfft(spec * (freqs < 1000), n=8000)
+    edges = band_edges(8000, 4)
+    assert edges == [0.0, 1000.0, 4000.0]
+    snr = band_snr(3.0 * low, ref, 8000, edges)
+    assert (snr[:, 0] > 100).all()
+    assert torch.allclose(snr[:, 1], torch.zeros(2, dtype=torch.float64), atol=0.2)
+
+
+def test_band_without_reference_energy_is_missing_not_inf():
+    from sfsrnet.metrics import band_snr
+
+    t = torch.arange(8000) / 8000
+    ref = torch.sin(2 * torch.pi * 300 * t)[None].double()  # nothing above 1 kHz
+    snr = band_snr(ref + 0.01, ref, 8000, [0.0, 1000.0, 4000.0])
+    assert torch.isfinite(snr[0, 0]) and torch.isnan(snr[0, 1])

@@ -7,11 +7,22 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
+import yaml
 
 pytestmark = [pytest.mark.slow, pytest.mark.workflow]
 
 REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+# tiny.yaml's grid minus its excludes; the seed axis comes from config/config.yaml (studies are
+# applied on top of it).
+CELLS = [
+    "convtasnet/ds1/sr-off/seed0",
+    "convtasnet/ds2/sr-off/seed0",
+    "convtasnet/ds2/sr-on/seed0",
+    "sfsrnet/ds2/sr-off/seed0",
+    "sfsrnet/ds2/sr-on/seed0",
+]
 
 
 def _snakemake(results: Path, *args: str) -> subprocess.CompletedProcess:
@@ -36,7 +47,7 @@ def study(tmp_path_factory):
 def test_dry_run_lists_every_job(study):
     _, dry = study
     out = dry.stdout + dry.stderr
-    for rule, count in [("make_corpus", 1), ("train", 3), ("evaluate", 3), ("report", 1)]:
+    for rule, count in [("make_corpus", 1), ("train", 5), ("evaluate", 5), ("report", 1)]:
         assert any(line.split()[:2] == [rule, str(count)] for line in out.splitlines()), rule
 
 
@@ -44,12 +55,7 @@ def test_ablation_table_has_one_row_per_cell(study):
     results, _ = study
     tables = results / "tiny" / "tables"
     ablation = pd.read_csv(tables / "ablation.csv")
-    # tiny.yaml: {convtasnet, dprnn} x factor {1, 2}, minus dprnn at factor 1; seed from config.yaml
-    assert sorted(ablation.cell) == [
-        "convtasnet/ds1/seed0",
-        "convtasnet/ds2/seed0",
-        "dprnn/ds2/seed0",
-    ]
+    assert sorted(ablation.cell) == CELLS
     assert ablation.n_utterances.eq(4).all()
     markdown = (tables / "ablation.md").read_text()
     assert markdown.count("\n") == 2 + len(ablation)
@@ -57,13 +63,18 @@ def test_ablation_table_has_one_row_per_cell(study):
 
 def test_cell_folders_are_named_by_axis_values(study):
     results, _ = study
-    cell = results / "tiny" / "cells" / "dprnn" / "ds2" / "seed0"
-    import yaml
-
-    config = yaml.safe_load((cell / "config.yaml").read_text())
-    assert config["cell"]["axes"] == {"separator": "dprnn", "factor": 2, "seed": 0}
-    assert config["separator"]["args"]["chunk_size"] == 100  # the tiny preset, resolved
+    cells = results / "tiny" / "cells"
+    config = yaml.safe_load((cells / "sfsrnet/ds2/sr-on/seed0/config.yaml").read_text())
+    assert config["cell"]["axes"] == {"separator": "sfsrnet", "factor": 2, "sr": True, "seed": 0}
+    assert config["separator"]["args"]["n_blocks"] == 3  # the tiny preset, resolved
+    assert config["sr"]["args"]["channels"] == [8, 16, 8]
     assert config["system"]["factor"] == 2
+    # Staged: the SR-on cell starts from its SR-off twin and keeps its separator unchanged.
+    assert config["sr"]["init_from"].endswith("cells/sfsrnet/ds2/sr-off/seed0/checkpoint.pt")
+    off = torch.load(cells / "sfsrnet/ds2/sr-off/seed0/checkpoint.pt", weights_only=True)
+    on = torch.load(cells / "sfsrnet/ds2/sr-on/seed0/checkpoint.pt", weights_only=True)
+    for key, value in off["state_dict"].items():
+        assert torch.equal(value, on["state_dict"][key]), key
 
 
 def test_second_run_has_nothing_to_do(study):
@@ -78,11 +89,7 @@ def test_mlflow_has_one_run_per_cell(study):
     results, _ = study
     client = MlflowClient(tracking_uri=f"sqlite:///{results / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
-    assert sorted(r.data.tags["sfsrnet.cell"] for r in runs) == [
-        "convtasnet/ds1/seed0",
-        "convtasnet/ds2/seed0",
-        "dprnn/ds2/seed0",
-    ]
+    assert sorted(r.data.tags["sfsrnet.cell"] for r in runs) == CELLS
     assert all(r.info.status == "FINISHED" for r in runs)
     assert all("si_snr_i" in r.data.metrics for r in runs)
 

@@ -72,7 +72,9 @@ def _preset(path, preset, key):
         raise WorkflowError(f"{key}: no preset file {path} (preset files: {known})")
     presets = (yaml.safe_load(path.read_text()) or {}).get("presets", {})
     if preset not in presets:
-        raise WorkflowError(f"{key} {preset!r} is not in {path}; it has: {sorted(presets)}")
+        raise WorkflowError(
+            f"{key} {preset!r} is not in {path}; it has: {sorted(presets)}"
+        )
     return dict(presets[preset] or {})
 
 
@@ -124,7 +126,10 @@ def expand_grid(config):
             _set(cell, _axis_key(axis), value)
         sep = cell["separator"]
         path = SEPARATORS_DIR / f"{sep['name'].lower()}.yaml"
-        sep["args"] = {**_preset(path, sep["preset"], "separator.preset"), **sep["args"]}
+        sep["args"] = {
+            **_preset(path, sep["preset"], "separator.preset"),
+            **sep["args"],
+        }
         sr = cell["sr"]
         sr["args"] = {**_preset(SR_PRESETS, sr["preset"], "sr.preset"), **sr["args"]}
         cell["data"]["root"] = corpus_dir(cell["data"])
@@ -150,11 +155,15 @@ def _link_staged(cells):
     twins = {}
     for name, cell in cells.items():
         if not cell["sr"]["enabled"]:
-            key = tuple((a, v) for a, v in cell["cell"]["axes"].items() if a not in SR_AXES)
+            key = tuple(
+                (a, v) for a, v in cell["cell"]["axes"].items() if a not in SR_AXES
+            )
             twins.setdefault(key, name)
     for name, cell in cells.items():
         if cell["sr"]["enabled"] and cell["sr"]["training"] == "staged":
-            key = tuple((a, v) for a, v in cell["cell"]["axes"].items() if a not in SR_AXES)
+            key = tuple(
+                (a, v) for a, v in cell["cell"]["axes"].items() if a not in SR_AXES
+            )
             if key not in twins:
                 raise WorkflowError(
                     f"cell {name} trains SR on a frozen separator (sr.training: staged) but the "

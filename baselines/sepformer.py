@@ -7,16 +7,11 @@ chunks of 250 frames, 2 blocks of 8 intra- and 8 inter-chunk layers, 8 heads, d_
 
 from __future__ import annotations
 
-from typing import Any
-
-from asteroid.models.base_models import BaseEncoderMaskerDecoder
-from asteroid_filterbanks import make_enc_dec
-
-from sfsrnet.models.dual_path import DualPathTransformer
+from sfsrnet.models.dual_path import DualPathTransformerSeparator
 from sfsrnet.registry import register_separator
 
 
-class SepFormer(BaseEncoderMaskerDecoder):
+class SepFormer(DualPathTransformerSeparator):
     """Maps ``(batch, time)`` to ``(batch, n_src, time)`` at ``sample_rate``.
 
     >>> import torch
@@ -41,16 +36,12 @@ class SepFormer(BaseEncoderMaskerDecoder):
         dropout: float = 0.0,
         chunk_size: int = 250,
     ) -> None:
-        encoder, decoder = make_enc_dec(
-            "free",
-            n_filters=n_filters,
-            kernel_size=kernel_size,
-            stride=stride,
-            sample_rate=sample_rate,
-        )
-        masker = DualPathTransformer(
-            n_filters,
+        super().__init__(
             n_src,
+            sample_rate,
+            n_filters,
+            kernel_size,
+            stride,
             n_blocks=n_blocks,
             n_intra=n_intra,
             n_inter=n_inter,
@@ -58,27 +49,8 @@ class SepFormer(BaseEncoderMaskerDecoder):
             d_ffn=d_ffn,
             dropout=dropout,
             chunk_size=chunk_size,
+            feed_forward="linear",
         )
-        super().__init__(encoder, masker, decoder, encoder_activation="relu")
-        self.n_src = n_src
-        self._args: dict[str, Any] = {
-            "n_src": n_src,
-            "sample_rate": sample_rate,
-            "n_filters": n_filters,
-            "kernel_size": kernel_size,
-            "stride": stride,
-            "n_blocks": n_blocks,
-            "n_intra": n_intra,
-            "n_inter": n_inter,
-            "n_heads": n_heads,
-            "d_ffn": d_ffn,
-            "dropout": dropout,
-            "chunk_size": chunk_size,
-        }
-
-    def get_model_args(self) -> dict[str, Any]:
-        """Constructor arguments (Asteroid's serialisation contract)."""
-        return dict(self._args)
 
 
 build_sepformer = register_separator("sepformer", SepFormer, stride_args=("kernel_size", "stride"))

@@ -11,10 +11,12 @@ over the chunk grid.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from asteroid.dsp.overlap_add import DualPathProcessing
+from asteroid.models.base_models import BaseEncoderMaskerDecoder
+from asteroid_filterbanks import make_enc_dec
 from torch import nn
 
 FeedForward = Literal["linear", "conv2d"]
@@ -195,3 +197,43 @@ class DualPathTransformer(nn.Module):
                 masks.append(head(grid, self.chunker, frames))
         self.intermediate_masks = masks[:-1] if self.intermediate else []
         return masks[-1]
+
+
+class DualPathTransformerSeparator(BaseEncoderMaskerDecoder):
+    """Asteroid's free filterbank encoder -> :class:`DualPathTransformer` masker -> decoder.
+
+    The shared body of SepFormer and the SFSRNet separator; ``masker_kwargs`` go to the masker.
+    Maps ``(batch, time)`` to ``(batch, n_src, time)`` at ``sample_rate``.
+    """
+
+    def __init__(
+        self,
+        n_src: int,
+        sample_rate: int,
+        n_filters: int,
+        kernel_size: int,
+        stride: int,
+        **masker_kwargs: Any,
+    ) -> None:
+        encoder, decoder = make_enc_dec(
+            "free",
+            n_filters=n_filters,
+            kernel_size=kernel_size,
+            stride=stride,
+            sample_rate=sample_rate,
+        )
+        masker = DualPathTransformer(n_filters, n_src, **masker_kwargs)
+        super().__init__(encoder, masker, decoder, encoder_activation="relu")
+        self.n_src = n_src
+        self._args: dict[str, Any] = {
+            "n_src": n_src,
+            "sample_rate": sample_rate,
+            "n_filters": n_filters,
+            "kernel_size": kernel_size,
+            "stride": stride,
+            **masker_kwargs,
+        }
+
+    def get_model_args(self) -> dict[str, Any]:
+        """Constructor arguments (Asteroid's serialisation contract)."""
+        return dict(self._args)

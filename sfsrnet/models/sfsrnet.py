@@ -9,18 +9,14 @@ multi-resolution loss looks for).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-from asteroid.models.base_models import BaseEncoderMaskerDecoder
 from asteroid.utils.torch_utils import pad_x_to_y
-from asteroid_filterbanks import make_enc_dec
 
-from sfsrnet.models.dual_path import DualPathTransformer
+from sfsrnet.models.dual_path import DualPathTransformerSeparator
 from sfsrnet.registry import register_separator
 
 
-class SFSRNetSeparator(BaseEncoderMaskerDecoder):
+class SFSRNetSeparator(DualPathTransformerSeparator):
     """Maps ``(batch, time)`` to ``(batch, n_src, time)`` at ``sample_rate``.
 
     >>> model = SFSRNetSeparator(2, n_filters=16, n_blocks=3, n_heads=2, d_ffn=32, chunk_size=10)
@@ -45,16 +41,12 @@ class SFSRNetSeparator(BaseEncoderMaskerDecoder):
         chunk_size: int = 50,
         shared_heads: bool = True,
     ) -> None:
-        encoder, decoder = make_enc_dec(
-            "free",
-            n_filters=n_filters,
-            kernel_size=kernel_size,
-            stride=stride,
-            sample_rate=sample_rate,
-        )
-        masker = DualPathTransformer(
-            n_filters,
+        super().__init__(
             n_src,
+            sample_rate,
+            n_filters,
+            kernel_size,
+            stride,
             n_blocks=n_blocks,
             n_intra=n_intra,
             n_inter=n_inter,
@@ -66,24 +58,7 @@ class SFSRNetSeparator(BaseEncoderMaskerDecoder):
             intermediate=True,
             shared_heads=shared_heads,
         )
-        super().__init__(encoder, masker, decoder, encoder_activation="relu")
-        self.n_src = n_src
         self.intermediate_estimates: list[torch.Tensor] = []
-        self._args: dict[str, Any] = {
-            "n_src": n_src,
-            "sample_rate": sample_rate,
-            "n_filters": n_filters,
-            "kernel_size": kernel_size,
-            "stride": stride,
-            "n_blocks": n_blocks,
-            "n_intra": n_intra,
-            "n_inter": n_inter,
-            "n_heads": n_heads,
-            "d_ffn": d_ffn,
-            "dropout": dropout,
-            "chunk_size": chunk_size,
-            "shared_heads": shared_heads,
-        }
 
     def _decode(self, tf_rep: torch.Tensor, masks: torch.Tensor, wav: torch.Tensor) -> torch.Tensor:
         return pad_x_to_y(self.forward_decoder(self.apply_masks(tf_rep, masks)), wav)
@@ -102,10 +77,6 @@ class SFSRNetSeparator(BaseEncoderMaskerDecoder):
         else:
             self.intermediate_estimates = []
         return self._decode(tf_rep, masks, wav3)
-
-    def get_model_args(self) -> dict[str, Any]:
-        """Constructor arguments (Asteroid's serialisation contract)."""
-        return dict(self._args)
 
 
 build_sfsrnet = register_separator(

@@ -102,3 +102,22 @@ def test_unknown_config_key_stops_before_any_job(tmp_path):
     assert result.returncode != 0
     assert "epohcs" in result.stderr + result.stdout
     assert not (tmp_path / "data").exists()
+
+
+def test_sr_table_pairs_each_sr_cell_with_its_twin(study):
+    """Recompute one SR delta from the two cells' per-utterance CSVs."""
+    results, _ = study
+    tables = results / "tiny" / "tables"
+    sr = pd.read_csv(tables / "sr.csv")
+    assert set(sr.separator) == {"convtasnet", "sfsrnet"} and set(sr.factor) == {2}
+    cells = results / "tiny" / "cells" / "convtasnet" / "ds2"
+    per_utt = [
+        pd.read_csv(cells / s / "seed0" / "metrics.csv").groupby("utterance").si_snr_i.mean()
+        for s in ("sr-off", "sr-on")
+    ]
+    row = sr[(sr.separator == "convtasnet") & (sr.metric == "si_snr_i")].iloc[0]
+    assert row.off == pytest.approx(per_utt[0].mean(), abs=1e-5)
+    assert row.on == pytest.approx(per_utt[1].mean(), abs=1e-5)
+    assert row.delta == pytest.approx((per_utt[1] - per_utt[0]).mean(), abs=1e-5)
+    assert 0 <= row.p_value <= 1
+    assert "band SNR > low Nyquist" in (tables / "sr.md").read_text()

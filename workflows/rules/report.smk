@@ -10,8 +10,7 @@ rule report:
             caption="../report/ablation.rst",
             category="Tables",
         ),
-        f"{STUDY_DIR}/tables/ablation.csv",
-        f"{STUDY_DIR}/tables/long.csv",
+        report_tables(),
     log:
         f"{STUDY_DIR}/tables/report.log",
     localrule: True

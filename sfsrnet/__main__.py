@@ -86,6 +86,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         max_utterances=args.max_utterances or ev.get("max_utterances"),
         n_examples=ev.get("n_examples", 3) if args.examples is None else args.examples,
         sdr_backend=args.sdr_backend or ev.get("sdr_backend", "fast"),
+        band_edges_hz=tuple(ev.get("band_edges", (500.0, 1000.0, 2000.0))),
         progress=not args.no_progress,
     )
     if config is None:
@@ -105,6 +106,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         f"SDRi {summary['sdr_i']:.2f} ± {summary['sdr_i_ci95']:.2f} dB "
         f"({summary['n_utterances']} utterances)"
     )
+
+
+def cmd_separate(args: argparse.Namespace) -> None:
+    from sfsrnet.evaluate import separate_files
+
+    _threads(args.threads)
+    for path in separate_files(args.checkpoint, args.wavs, args.out):
+        print(path)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -129,10 +138,16 @@ def cmd_bench(args: argparse.Namespace) -> None:
             steps=args.steps,
             threads=args.threads,
         )
-    else:
+    elif args.what == "sr":
         from sfsrnet.bench import bench_sr_cost
 
         table = bench_sr_cost(args.out, presets=tuple(args.presets), threads=args.threads)
+    else:
+        from sfsrnet.bench import bench_metrics
+
+        if not args.root:
+            raise SfsrnetError("bench metrics needs --root, a corpus with a test split")
+        table = bench_metrics(args.out, args.root, args.checkpoint, args.utterances)
     print(table.to_markdown(index=False, floatfmt=".3f"))
 
 
@@ -175,6 +190,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_evaluate)
 
+    s = sub.add_parser("separate", help="separate the sources of your own wav files")
+    s.add_argument("wavs", nargs="+", help="mono audio files (resampled to the model's rate)")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--out", required=True, help="folder for <name>_s1.wav, <name>_s2.wav, ...")
+    s.add_argument("--threads", type=int, help="torch CPU threads")
+    s.set_defaults(func=cmd_separate)
+
     s = sub.add_parser("report", help="tables of a study from its cell folders")
     s.add_argument("--study-dir", required=True, help="e.g. results/default")
     s.add_argument("--out", help="tables folder (default: <study-dir>/tables)")
@@ -183,10 +205,13 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("bench", help="benchmarks (speed, memory); not tests")
     s.add_argument(
         "what",
-        choices=["separators", "sr"],
-        help="separators: training step time "
-        "and memory; sr: SR params, MACs and CPU time next to each separator's",
+        choices=["separators", "sr", "metrics"],
+        help="separators: training step time and memory; sr: SR params, MACs and CPU time next "
+        "to each separator's; metrics: our evaluator against Asteroid's and mir_eval",
     )
+    s.add_argument("--root", help="metrics: corpus folder (its test split is used)")
+    s.add_argument("--checkpoint", help="metrics: estimates from this model (default: synthetic)")
+    s.add_argument("--utterances", type=int, default=200, help="metrics: test utterances")
     s.add_argument("--out", default="results/bench", help="folder for the CSV and Markdown table")
     s.add_argument("--separators", nargs="*", help="default: every registered separator")
     s.add_argument("--presets", nargs="*", default=["tiny", "published"])

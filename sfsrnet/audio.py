@@ -51,6 +51,14 @@ def fit_length(wav: torch.Tensor, length: int) -> torch.Tensor:
 
 def read_wav(path: str | Path, sample_rate: int | None = None) -> np.ndarray:
     """Read a mono wav as float32 ``(time,)``; a wrong rate, extra channels or NaNs are errors."""
+    data, rate = load_audio(path)
+    if sample_rate is not None and rate != sample_rate:
+        raise DataError(f"audio file {path} is at {rate} Hz; {sample_rate} Hz was expected")
+    return data
+
+
+def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Read a mono audio file as float32 ``(time,)`` and its rate; checks channels and samples."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"audio file {path} does not exist")
@@ -60,13 +68,11 @@ def read_wav(path: str | Path, sample_rate: int | None = None) -> np.ndarray:
         raise DataError(f"audio file {path} cannot be read: {err}") from err
     if data.shape[1] != 1:
         raise DataError(f"audio file {path} has {data.shape[1]} channels; mono is required")
-    if sample_rate is not None and rate != sample_rate:
-        raise DataError(f"audio file {path} is at {rate} Hz; {sample_rate} Hz was expected")
     if data.shape[0] == 0:
         raise DataError(f"audio file {path} is empty")
     if not np.isfinite(data).all():
         raise DataError(f"audio file {path} contains NaN or infinite samples")
-    return data[:, 0]
+    return data[:, 0], int(rate)
 
 
 def write_wav(path: str | Path, wav: np.ndarray | torch.Tensor, sample_rate: int) -> None:

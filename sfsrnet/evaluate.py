@@ -13,8 +13,9 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from sfsrnet.audio import write_wav
+from sfsrnet.audio import load_audio, resample, write_wav
 from sfsrnet.checkpoint import load_checkpoint
+from sfsrnet.cost import peak_memory_mib, system_cost
 from sfsrnet.data.folder import SeparationFolder
 from sfsrnet.metrics import SdrBackend, band_edges, band_snr, best_permutation, utterance_metrics
 from sfsrnet.stats import mean_ci
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 METRICS = ("si_snr", "si_snr_i", "sdr", "sdr_i", "input_si_snr", "input_sdr")
 UTTERANCE_CSV = "metrics.csv"
 BANDS_CSV = "bands.csv"
+COST_JSON = "cost.json"
 SUMMARY_JSON = "summary.json"
 
 
@@ -45,8 +47,9 @@ def evaluate_checkpoint(
     ``source``, ``permutation`` and :data:`METRICS`) and a summary mapping (mean and 95 % CI of
     each metric over utterances). With ``out_dir`` both are written there, with the per-band
     table (``bands.csv``: band SNR per utterance, source and band; the edges are
-    ``band_edges_hz`` plus the low-rate Nyquist and the SR split) and ``n_examples`` separated
-    examples under ``examples/``.
+    ``band_edges_hz`` plus the low-rate Nyquist and the SR split), the cost (``cost.json``:
+    params, MACs per second, real-time factor with and without SR, median training step, peak
+    memory) and ``n_examples`` separated examples under ``examples/``.
     """
     system, payload = load_checkpoint(checkpoint)
     spec = payload["spec"]
@@ -115,6 +118,14 @@ def evaluate_checkpoint(
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
+        cost = system_cost(system)
+        train_json = Path(checkpoint).parent / "train.json"
+        if train_json.is_file():
+            cost["median_train_step_seconds"] = json.loads(train_json.read_text()).get(
+                "median_step_seconds"
+            )
+        cost |= peak_memory_mib()
+        (out / COST_JSON).write_text(json.dumps(cost, indent=2))
         table.to_csv(out / UTTERANCE_CSV, index=False, float_format="%.6f")
         bands.to_csv(out / BANDS_CSV, index=False, float_format="%.6f")
         (out / SUMMARY_JSON).write_text(json.dumps(summary, indent=2))
@@ -126,3 +137,29 @@ def evaluate_checkpoint(
         summary["n_utterances"],
     )
     return table, summary
+
+
+@torch.no_grad()
+def separate_files(
+    checkpoint: str | Path, wavs: list[str | Path], out_dir: str | Path
+) -> list[Path]:
+    """Separate each mono audio file with the checkpoint's system; writes ``<stem>_s<c>.wav``.
+
+    A file at another sample rate is resampled to the system's rate first (with the harness's
+    resampler); the sources are written at the system's rate. Returns the written paths.
+    """
+    system, payload = load_checkpoint(checkpoint)
+    rate = payload["spec"]["sample_rate"]
+    out = Path(out_dir)
+    written = []
+    for wav in wavs:
+        data, file_rate = load_audio(wav)
+        mix = resample(torch.from_numpy(data), file_rate, rate)
+        if file_rate != rate:
+            log.info("%s: resampled from %d Hz to the model's %d Hz", wav, file_rate, rate)
+        est = system(mix[None])[0]
+        for c in range(est.shape[0]):
+            path = out / f"{Path(wav).stem}_s{c + 1}.wav"
+            write_wav(path, est[c], rate)
+            written.append(path)
+    return written

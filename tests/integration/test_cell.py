@@ -54,6 +54,8 @@ def cell(tmp_path_factory, tiny_config, small_corpus):
 def test_cell_folder_holds_everything(cell):
     _, cell_dir = cell
     for name in [
+        "cost.json",
+        "bands.csv",
         "config.yaml",
         "checkpoint.pt",
         "train_log.csv",
@@ -198,3 +200,47 @@ def test_staged_sr_without_a_separator_checkpoint_is_refused(cell, tmp_path):
     path.write_text(yaml.safe_dump(bad))
     result = _cli("train", "--config", str(path), "--out", str(tmp_path), check=False)
     assert result.returncode == 2 and "sr.init_from" in result.stderr
+
+
+def test_cost_json_holds_params_macs_and_times(cell):
+    _, cell_dir = cell
+    cost = json.loads((cell_dir / "cost.json").read_text())
+    train = json.loads((cell_dir / "train.json").read_text())
+    assert cost["params_separator"] == train["n_params"] and cost["params_sr"] == 0
+    assert cost["macs_per_second_separator"] > 1e6 and cost["rtf"] > 0
+    assert cost["median_train_step_seconds"] > 0 and cost["peak_rss_mib"] > 0
+
+
+def test_bands_include_the_band_above_the_low_rate_nyquist(cell):
+    _, cell_dir = cell
+    bands = pd.read_csv(cell_dir / "bands.csv")
+    high = bands[bands.above_low_nyquist]
+    assert set(high.band_lo_hz) == {2000.0}  # factor 2 at 8 kHz
+    assert set(bands.band_hi_hz) >= {500.0, 1000.0, 2000.0, 4000.0}
+    summary = json.loads((cell_dir / "summary.json").read_text())
+    assert summary["band_snr_missing"] == int(bands.band_snr.isna().sum())
+
+
+def test_separate_writes_each_source_of_a_user_file(cell, tmp_path):
+    """A 16 kHz file is resampled to the model's 8 kHz; one wav per source comes back."""
+    import soundfile as sf
+
+    _, cell_dir = cell
+    mix, rate = sf.read(next((cell_dir / "examples").iterdir()) / "mix.wav")
+    from sfsrnet.audio import resample
+
+    wav16 = resample(torch.from_numpy(mix).float(), rate, 16000).numpy()
+    sf.write(tmp_path / "talk.wav", wav16, 16000)
+    result = _cli(
+        "separate",
+        str(tmp_path / "talk.wav"),
+        "--checkpoint",
+        str(cell_dir / "checkpoint.pt"),
+        "--out",
+        str(tmp_path / "out"),
+    )
+    outs = sorted((tmp_path / "out").iterdir())
+    assert [p.name for p in outs] == ["talk_s1.wav", "talk_s2.wav"]
+    assert str(outs[0]) in result.stdout
+    est, est_rate = sf.read(outs[0])
+    assert est_rate == 8000 and abs(len(est) - len(mix)) <= 1

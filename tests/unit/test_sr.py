@@ -127,3 +127,17 @@ def test_sr_restores_energy_above_the_low_rate_nyquist():
     freqs = torch.fft.rfftfreq(8000, 1 / 8000)
     high = freqs > 1100
     assert spec[:, high].sum() > 100 * sep[:, high].sum()
+
+
+def test_counted_sr_macs_match_the_conv_arithmetic():
+    """torch's FLOP counter, halved, against the layer-by-layer count of the SR's convolutions."""
+    from sfsrnet.cost import count_macs
+
+    sr = SuperResolution(2, 8000, channels=(8, 16, 8), kernels=(3, 5, 5, 3))
+    length = 8000
+    frames = length // 64 + 1
+    widths, kernels = [5, 8, 16, 8, 2], [3, 5, 5, 3]
+    per_bin = sum(a * b * k * k for a, b, k in zip(widths, widths[1:], kernels, strict=False))
+    expected = per_bin * 129 * frames
+    counted = count_macs(sr, torch.randn(1, length), torch.randn(1, 2, length))
+    assert counted == pytest.approx(expected, rel=0.05)

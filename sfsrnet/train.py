@@ -154,6 +154,7 @@ def train_cell(config: dict[str, Any], out_dir: str | Path, threads: int | None 
             return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
         return nullcontext()
 
+    epochs = (config["sr"]["epochs"] if staged else None) or train_cfg["epochs"]
     log_path = out / TRAIN_LOG
     log_path.unlink(missing_ok=True)
     best = {"epoch": -1, "valid_si_snr": -float("inf")}
@@ -161,7 +162,7 @@ def train_cell(config: dict[str, Any], out_dir: str | Path, threads: int | None 
     start = time.monotonic()
     with cell_run(config, "train") as run:
         run.log_metrics({"n_params": n_params, "n_params_sr": n_params_sr})
-        for epoch in range(1, train_cfg["epochs"] + 1):
+        for epoch in range(1, epochs + 1):
             system.train()
             if staged:
                 system.separator.eval()  # frozen: no dropout, as it was evaluated
@@ -169,7 +170,7 @@ def train_cell(config: dict[str, Any], out_dir: str | Path, threads: int | None 
             losses = []
             bar = tqdm(
                 train_loader,
-                desc=f"epoch {epoch}/{train_cfg['epochs']}",
+                desc=f"epoch {epoch}/{epochs}",
                 # A bar only on a terminal: in a job's log file the per-epoch lines say enough.
                 disable=not (train_cfg["progress"] and sys.stderr.isatty()),
                 mininterval=2.0,
@@ -216,7 +217,7 @@ def train_cell(config: dict[str, Any], out_dir: str | Path, threads: int | None 
         summary = {
             "best_epoch": best["epoch"],
             "best_valid_si_snr": best["valid_si_snr"],
-            "epochs": train_cfg["epochs"],
+            "epochs": epochs,
             "n_params": n_params,
             "n_params_separator": n_params - n_params_sr,
             "n_params_sr": n_params_sr,

@@ -27,6 +27,8 @@ rule train:
         summary=f"{STUDY_DIR}/cells/{{cell}}/train.json",
     log:
         f"{STUDY_DIR}/cells/{{cell}}/train.log",
+    # Long trainings first; the short evaluations then fill the cores at the end of the study.
+    priority: 10
     conda:
         ENV
     threads: 1

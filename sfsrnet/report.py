@@ -100,8 +100,17 @@ def sr_table(long: pd.DataFrame) -> pd.DataFrame | None:
     return pd.DataFrame(rows)
 
 
-def _sr_markdown(table: pd.DataFrame) -> str:
+def _on_off(table: pd.DataFrame) -> pd.DataFrame:
+    """Boolean axis values (YAML's on/off) shown as on/off."""
     shown = table.copy()
+    for column in shown.columns:
+        if shown[column].dtype == bool:
+            shown[column] = shown[column].map({True: "on", False: "off"})
+    return shown
+
+
+def _sr_markdown(table: pd.DataFrame) -> str:
+    shown = _on_off(table)
     shown["metric"] = shown.metric.map(SR_METRICS)
     for label in ("off", "on", "delta"):
         shown[f"SR {label} (dB)" if label != "delta" else "delta (dB)"] = [
@@ -114,7 +123,7 @@ def _sr_markdown(table: pd.DataFrame) -> str:
 
 
 def _markdown(table: pd.DataFrame) -> str:
-    shown = table.copy()
+    shown = _on_off(table)
     for metric, label in TABLE_METRICS.items():
         shown[label] = [
             f"{m:.2f} ± {h:.2f}"

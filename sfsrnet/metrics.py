@@ -64,7 +64,10 @@ def sdr(est: np.ndarray, ref: np.ndarray, backend: SdrBackend = "fast") -> np.nd
     est64 = np.asarray(est, dtype=np.float64)
     ref64 = np.asarray(ref, dtype=np.float64)
     if backend == "fast":
-        return np.asarray(fast_bss_eval.sdr(ref64, est64, filter_length=SDR_FILTER_LENGTH))
+        # fast_bss_eval.sdr searches the best permutation itself; one source per batch item
+        # keeps the given alignment (a source's SDR depends on its own reference only).
+        pairs = fast_bss_eval.sdr(ref64[:, None], est64[:, None], filter_length=SDR_FILTER_LENGTH)
+        return np.asarray(pairs)[:, 0]
     if backend == "mir_eval":
         import warnings
 

@@ -17,7 +17,7 @@ from sfsrnet.audio import load_audio, resample, write_wav
 from sfsrnet.checkpoint import load_checkpoint
 from sfsrnet.cost import peak_memory_mib, system_cost
 from sfsrnet.data.folder import SeparationFolder
-from sfsrnet.metrics import SdrBackend, band_edges, band_snr, best_permutation, utterance_metrics
+from sfsrnet.metrics import SdrBackend, band_edges, band_snr, utterance_metrics
 from sfsrnet.stats import mean_ci
 
 log = logging.getLogger(__name__)
@@ -73,9 +73,9 @@ def evaluate_checkpoint(
         est = system(mix[None])[0]
         separate_seconds += time.perf_counter() - t0
         audio_seconds += mix.shape[-1] / spec["sample_rate"]
-        for row in utterance_metrics(mix, est, ref, sdr_backend):
-            rows.append({"utterance": name, **row})
-        aligned = est[list(best_permutation(est, ref))]
+        scores = utterance_metrics(mix, est, ref, sdr_backend)
+        rows += [{"utterance": name, **row} for row in scores]
+        aligned = est[[row["permutation"] for row in scores]]  # the pairing of the scores above
         snr = band_snr(aligned, ref, spec["sample_rate"], edges)
         for c in range(ref.shape[0]):
             for b, (lo, hi) in enumerate(itertools.pairwise(edges)):

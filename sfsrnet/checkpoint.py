@@ -80,17 +80,14 @@ def load_separator_weights(system: SeparationSystem, path: str | Path) -> dict[s
     must match the system's, or a plain ``state_dict`` of the separator module saved by a user
     with ``torch.save(model.state_dict(), path)`` (a pretrained model of their own).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"separator weights {path} (sr.init_from) do not exist")
-    raw = torch.load(path, map_location="cpu", weights_only=True)
+    raw = _read(path, "separator weights (sr.init_from)")
     if "format" not in raw:
         try:
             system.separator.load_state_dict(raw)
         except RuntimeError as err:
             raise ConfigError(f"sr.init_from {path} does not fit this separator: {err}") from err
         return {"state_dict": raw}
-    _, payload = load_checkpoint(path)
+    payload = _check_format(raw, path)
     keys = ("separator", "separator_args", "n_src", "sample_rate", "factor", "mode")
     mismatch = [k for k in keys if payload["spec"].get(k) != system.spec.get(k)]
     if mismatch:
@@ -103,17 +100,26 @@ def load_separator_weights(system: SeparationSystem, path: str | Path) -> dict[s
     return payload
 
 
-def load_checkpoint(path: str | Path) -> tuple[SeparationSystem, dict[str, Any]]:
-    """Rebuild the system stored at ``path``; returns it (eval mode, CPU) and the whole payload."""
+def _read(path: str | Path, what: str) -> dict[str, Any]:
+    """``torch.load`` with ``weights_only=True``; a missing or unreadable file is a DataError."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"checkpoint {path} does not exist")
+        raise DataError(f"{what} {path} does not exist")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise DataError(f"checkpoint {path} cannot be loaded: {err}") from err
+        raise DataError(f"{what} {path} cannot be loaded: {err}") from err
+
+
+def _check_format(payload: dict[str, Any], path: str | Path) -> dict[str, Any]:
     if payload.get("format") != FORMAT:
         raise DataError(f"checkpoint {path} has format {payload.get('format')}, expected {FORMAT}")
+    return payload
+
+
+def load_checkpoint(path: str | Path) -> tuple[SeparationSystem, dict[str, Any]]:
+    """Rebuild the system stored at ``path``; returns it (eval mode, CPU) and the whole payload."""
+    payload = _check_format(_read(path, "checkpoint"), path)
     system = build_system(payload["spec"])
     system.load_state_dict(payload["state_dict"])
     system.eval()

@@ -4,6 +4,7 @@ python -m sfsrnet make-corpus --config config/config.yaml --out results/data/emb
 python -m sfsrnet train --config CELL/config.yaml --out CELL
 python -m sfsrnet evaluate --config CELL/config.yaml --checkpoint CELL/checkpoint.pt --out CELL
 python -m sfsrnet report --study-dir results/default
+python -m sfsrnet report --from-mlflow --study default --out /tmp/default-tables
 """
 
 from __future__ import annotations
@@ -92,14 +93,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if config is None:
         _, summary = evaluate_checkpoint(args.checkpoint, root, out_dir=out, **kwargs)
     else:
-        from sfsrnet.evaluate import SUMMARY_JSON, UTTERANCE_CSV
         from sfsrnet.tracking import cell_run
 
         with cell_run(config, "evaluate") as run:
             _, summary = evaluate_checkpoint(args.checkpoint, root, out_dir=out, **kwargs)
             run.log_metrics({k: v for k, v in summary.items() if isinstance(v, float)})
-            run.log_artifact(out / SUMMARY_JSON)
-            run.log_artifact(out / UTTERANCE_CSV)
+            run.log_cell_files(out, checkpoints=config["mlflow"]["log_checkpoints"])
     print(
         f"{summary['split']}: SI-SNRi {summary['si_snr_i']:.2f} "
         f"± {summary['si_snr_i_ci95']:.2f} dB, "
@@ -117,12 +116,36 @@ def cmd_separate(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from sfsrnet.report import build_report
+    from sfsrnet.report import build_report, report_from_mlflow
 
-    paths = build_report(args.study_dir, args.out)
+    if args.from_mlflow:
+        if not args.study or not args.out:
+            raise SfsrnetError("report --from-mlflow needs --study NAME and --out FOLDER")
+        uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        uri = uri or f"sqlite:///{Path(args.results_dir).resolve() / 'mlflow.db'}"
+        paths = report_from_mlflow(uri, args.study, args.out, args.experiment)
+    else:
+        if not args.study_dir:
+            raise SfsrnetError("report needs --study-dir (or --from-mlflow --study NAME)")
+        paths = build_report(args.study_dir, args.out)
+        if not args.no_mlflow:
+            _log_report(Path(args.study_dir), paths)
     print(paths["ablation_md"].read_text())
-    if "sr_md" in paths:
-        print(paths["sr_md"].read_text())
+
+
+def _log_report(study_dir: Path, paths: dict[str, Path]) -> None:
+    """Tables and plots as artifacts of the study's parent MLflow run (settings of the cells)."""
+    from sfsrnet import config as cfg
+    from sfsrnet.tracking import study_run
+
+    configs = sorted((study_dir / "cells").rglob("config.yaml"))
+    if not configs:
+        return
+    config = cfg.load(configs[0])
+    with study_run(config) as run:
+        for name, path in sorted(paths.items()):
+            run.log_artifact(path, "plots" if name.startswith("plot_") else "tables")
+        run.log_metrics({"n_cells": float(len(configs))})
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -197,9 +220,21 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, help="torch CPU threads")
     s.set_defaults(func=cmd_separate)
 
-    s = sub.add_parser("report", help="tables of a study from its cell folders")
-    s.add_argument("--study-dir", required=True, help="e.g. results/default")
-    s.add_argument("--out", help="tables folder (default: <study-dir>/tables)")
+    s = sub.add_parser(
+        "report", help="tables and plots of a study from its cell folders or from MLflow"
+    )
+    s.add_argument("--study-dir", help="e.g. results/default")
+    s.add_argument("--out", help="tables folder (default: <study-dir>/tables); plots beside it")
+    s.add_argument("--no-mlflow", action="store_true", help="do not log to the study's run")
+    s.add_argument("--from-mlflow", action="store_true", help="rebuild from an MLflow store alone")
+    s.add_argument("--study", help="--from-mlflow: study name")
+    s.add_argument("--experiment", help="--from-mlflow: experiment (default: the study name)")
+    s.add_argument(
+        "--tracking-uri",
+        help="--from-mlflow: store (default: MLFLOW_TRACKING_URI, else "
+        "sqlite:///<results-dir>/mlflow.db)",
+    )
+    s.add_argument("--results-dir", default="results", help="--from-mlflow: see --tracking-uri")
     s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("bench", help="benchmarks (speed, memory); not tests")

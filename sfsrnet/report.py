@@ -1,170 +1,543 @@
-"""Study tables from the cell folders alone: a long table of every utterance and an ablation table.
+"""Study tables from the cell folders alone (or from MLflow alone, see :func:`report_from_mlflow`).
 
-A cell folder holds ``config.yaml`` (with ``cell.name`` and ``cell.axes``), ``metrics.csv`` and
-``summary.json``; see :mod:`sfsrnet.evaluate`.
+A cell folder holds ``config.yaml`` (with ``cell.name`` and ``cell.axes``), ``metrics.csv``,
+``bands.csv``, ``summary.json``, ``cost.json``, ``train.json`` and ``train_log.csv``; see
+:mod:`sfsrnet.evaluate` and :mod:`sfsrnet.train`. Every table is written as CSV (raw numbers),
+Markdown and LaTeX (booktabs) under ``<study>/tables``; the plots go to ``<study>/plots``.
+
+Statistics: sources are averaged within an utterance first; means come with a 95 % percentile
+bootstrap interval over utterances (two-stage, seeds then utterances, when a configuration has
+several seeds); "SR on" is compared with its "SR off" twin on the same utterances and seeds, by
+the bootstrap interval of the difference and a Wilcoxon signed-rank test.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
+import yaml
 
 from sfsrnet.config import load_yaml
 from sfsrnet.errors import DataError
-from sfsrnet.evaluate import BANDS_CSV, SUMMARY_JSON, UTTERANCE_CSV
-from sfsrnet.stats import mean_ci
+from sfsrnet.evaluate import BANDS_CSV, COST_JSON, SUMMARY_JSON, UTTERANCE_CSV
+from sfsrnet.stats import bootstrap_ci, paired_p_value
 
 log = logging.getLogger(__name__)
 
-TABLE_METRICS = {"si_snr_i": "SI-SNRi (dB)", "sdr_i": "SDRi (dB)"}
+TABLE_METRICS = {"si_snr_i": "SI-SNRi", "sdr_i": "SDRi"}
+# Axes that only matter with SR on: an SR-on cell's SR-off twin differs in none of them.
+SR_AXES = ("sr", "heuristic", "sr_training")
+# Columns every cell has, whether or not they are grid axes.
+FIXED = ("separator", "factor", "sr", "seed")
+TABLES = ("ablation", "bands", "cost", "paper", "cells")
+PLOTS = ("bands", "cost", "curves")
 
 
-def long_table(cell_dirs: list[Path]) -> pd.DataFrame:
-    """Every (cell, utterance, source) row with the cell's axis values as columns."""
-    frames = []
+@dataclass
+class Study:
+    """Everything the tables need, read from a study's cell folders.
+
+    ``cells``: one row per cell (``cell``, the key columns, ``seed``, cost and training fields);
+    ``utterances``: one row per (cell, utterance, source) with the metrics of ``metrics.csv``;
+    ``bands``: one row per (cell, utterance, source, band) from ``bands.csv``;
+    ``curves``: one row per (cell, epoch) from ``train_log.csv``.
+    ``keys`` are the columns that name a configuration: separator, factor and every other grid
+    axis but ``sr`` and ``seed``.
+    """
+
+    name: str
+    keys: list[str]
+    cells: pd.DataFrame
+    utterances: pd.DataFrame
+    bands: pd.DataFrame
+    curves: pd.DataFrame
+    corpus: str
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def read_study(study_dir: str | Path) -> Study:
+    """Read every evaluated cell (a folder under ``study_dir/cells`` with ``summary.json``)."""
+    study_dir = Path(study_dir)
+    cell_dirs = sorted(p.parent for p in (study_dir / "cells").rglob(SUMMARY_JSON))
+    if not cell_dirs:
+        raise DataError(f"no evaluated cell under {study_dir / 'cells'}: nothing to report")
+    axes: list[str] = []
+    cells, utts, bands, curves = [], [], [], []
+    corpora = set()
     for cell_dir in cell_dirs:
         config = load_yaml(cell_dir / "config.yaml")
-        cell = config.get("cell", {})
+        cell_axes = config.get("cell", {}).get("axes", {})
+        axes += [a for a in cell_axes if a not in axes]
+        name = config.get("cell", {}).get("name", cell_dir.name)
+        row: dict[str, Any] = {
+            "cell": name,
+            "separator": config["separator"]["name"],
+            "factor": config["system"]["factor"],
+            "sr": bool(config["sr"]["enabled"]),
+            "seed": config["seed"],
+            **{a: v for a, v in cell_axes.items() if a not in FIXED},
+            "sr_trained": (config["sr"]["training"] if config["sr"]["enabled"] else None),
+            "epochs": config["train"]["epochs"],
+        }
+        row |= {f"train_{k}": v for k, v in _read_json(cell_dir / "train.json").items()}
+        row |= _read_json(cell_dir / COST_JSON)
+        cells.append(row)
+        ident = {"cell": name}
         table = pd.read_csv(cell_dir / UTTERANCE_CSV)
+        utts.append(table.assign(**ident))
         if (cell_dir / BANDS_CSV).is_file():
-            bands = pd.read_csv(cell_dir / BANDS_CSV)
-            high = bands[bands.above_low_nyquist].groupby(["utterance", "source"]).band_snr.mean()
-            table = table.join(high.rename("band_snr_high"), on=["utterance", "source"])
-        table.insert(0, "cell", cell.get("name", cell_dir.name))
-        for i, (axis, value) in enumerate(cell.get("axes", {}).items()):
-            table.insert(1 + i, axis, value)
-        frames.append(table)
-    if not frames:
-        raise DataError("no evaluated cell found: nothing to report")
-    return pd.concat(frames, ignore_index=True)
+            bands.append(pd.read_csv(cell_dir / BANDS_CSV).assign(**ident))
+        if (cell_dir / "train_log.csv").is_file():
+            curves.append(pd.read_csv(cell_dir / "train_log.csv").assign(**ident))
+        corpora.add(config["data"]["corpus"])
+    keys = ["separator", "factor"] + [a for a in axes if a not in FIXED]
+    cells_df = pd.DataFrame(cells)
+
+    def with_keys(frames: list[pd.DataFrame]) -> pd.DataFrame:
+        if not frames:
+            return pd.DataFrame(columns=["cell", *keys, "sr", "seed"])
+        frame = pd.concat(frames, ignore_index=True)
+        return frame.merge(cells_df[["cell", *keys, "sr", "seed"]], on="cell", how="left")
+
+    return Study(
+        name=study_dir.name,
+        keys=keys,
+        cells=cells_df,
+        utterances=with_keys(utts),
+        bands=with_keys(bands),
+        curves=with_keys(curves),
+        corpus=", ".join(sorted(corpora)),
+    )
 
 
-def ablation_table(long: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell: mean and 95 % CI (over utterances) of each metric in :data:`TABLE_METRICS`.
+def long_table(study: Study) -> pd.DataFrame:
+    """Every (cell, utterance, source) row with the cell's key columns, SR state and seed."""
+    first = ["cell", *study.keys, "sr", "seed"]
+    rest = [c for c in study.utterances.columns if c not in first]
+    return study.utterances[first + rest]
 
-    Sources are averaged within an utterance first, so the interval is over utterances.
+
+def _matrix(frame: pd.DataFrame, value: str) -> pd.DataFrame:
+    """``(seed, utterance)`` matrix of ``value`` averaged over sources (and anything else)."""
+    per_utt = frame.groupby(["seed", "utterance"])[value].mean()
+    return per_utt.unstack("utterance")
+
+
+def _configurations(study: Study) -> list[tuple[dict[str, Any], list[str], list[str]]]:
+    """``(key values, SR-off cells, SR-on cells)`` per row of the paired tables, in grid order.
+
+    An SR-on configuration is paired with the SR-off cells that share its key values but those
+    of the SR-only axes (``heuristic``, ``sr_training``); an SR-off configuration without any
+    SR-on partner gets a row of its own.
     """
-    axes = list(long.columns[1 : long.columns.get_loc("utterance")])
-    per_utt = long.groupby(["cell", *axes, "utterance"], sort=False)[list(TABLE_METRICS)].mean()
+    keys = study.keys
+    base = [k for k in keys if k not in SR_AXES]
+    cells = study.cells
+    rows: dict[tuple, tuple[dict[str, Any], list[str], list[str]]] = {}
+    paired_off: set[tuple] = set()
+    off_by_base: dict[tuple, list[str]] = {}
+    for _, cell in cells[~cells.sr].iterrows():
+        off_by_base.setdefault(tuple(cell[base]), []).append(cell.cell)
+    for _, cell in cells.iterrows():
+        if cell.sr:
+            key = tuple(cell[keys])
+            if key not in rows:
+                base_key = tuple(cell[base])
+                paired_off.add(base_key)
+                rows[key] = (dict(zip(keys, key, strict=True)), off_by_base.get(base_key, []), [])
+            rows[key][2].append(cell.cell)
+    for _, cell in cells[~cells.sr].iterrows():
+        base_key = tuple(cell[base])
+        if base_key in paired_off:
+            continue
+        key = tuple(cell[keys])
+        if key not in rows:
+            rows[key] = (dict(zip(keys, key, strict=True)), [], [])
+        rows[key][1].append(cell.cell)
+    # Grid order: a row sits where its first cell does.
+    order = {name: i for i, name in enumerate(cells.cell)}
+    ranked = sorted(rows.values(), key=lambda r: min(order[c] for c in r[1] + r[2]))
+    # Each SR-off cell once per twin; with an SR-only axis on the off side, keep its first value.
+    out = []
+    for values, off, on in ranked:
+        seen, unique = set(), []
+        for name in off:
+            seed = int(cells.loc[cells.cell == name, "seed"].iloc[0])
+            if seed not in seen:
+                seen.add(seed)
+                unique.append(name)
+        out.append((values, unique, on))
+    return out
+
+
+def _paired(off: pd.DataFrame | None, on: pd.DataFrame | None, prefix: str) -> dict[str, Any]:
+    """Mean and bootstrap interval of off, on and on - off; Wilcoxon p of the pairs."""
+    row: dict[str, Any] = {}
+    for label, mat in (("off", off), ("on", on)):
+        mean, low, high = bootstrap_ci(mat.to_numpy()) if mat is not None else (np.nan,) * 3
+        row |= {f"{prefix}_{label}": mean, f"{prefix}_{label}_low": low}
+        row[f"{prefix}_{label}_high"] = high
+    if off is not None and on is not None:
+        seeds = off.index.intersection(on.index)
+        utts = off.columns.intersection(on.columns)
+        a, b = off.loc[seeds, utts], on.loc[seeds, utts]
+        mean, low, high = bootstrap_ci((b - a).to_numpy())
+        p = paired_p_value(b.mean(axis=0).to_numpy(), a.mean(axis=0).to_numpy())
+    else:
+        mean = low = high = p = np.nan
+    row |= {f"{prefix}_delta": mean, f"{prefix}_delta_low": low, f"{prefix}_delta_high": high}
+    row[f"{prefix}_p"] = p
+    return row
+
+
+def ablation_table(study: Study) -> pd.DataFrame:
+    """Rows: configurations (separator x factor x other axes). Columns per metric: SR off, on
+    and on - off (mean, ``_low``/``_high`` of the 95 % bootstrap interval) and the paired p-value.
+    """
+    utt = study.utterances
     rows = []
-    for keys, group in per_utt.groupby(level=["cell", *axes], sort=False):
-        row = dict(zip(["cell", *axes], keys, strict=True))
+    for values, off, on in _configurations(study):
+        row = dict(values)
         for metric in TABLE_METRICS:
-            mean, half = mean_ci(group[metric].to_numpy())
-            row[metric] = mean
-            row[f"{metric}_ci95"] = half
-        row["n_utterances"] = len(group)
+            mats = [_matrix(utt[utt.cell.isin(c)], metric) if c else None for c in (off, on)]
+            row |= _paired(mats[0], mats[1], metric)
+        row["n_seeds"] = len(set(study.cells[study.cells.cell.isin(off + on)].seed))
+        row["n_utterances"] = int(utt[utt.cell.isin(off + on)].utterance.nunique())
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-SR_AXES = ("sr", "heuristic", "sr_training")
-SR_METRICS = {"si_snr_i": "SI-SNRi", "sdr_i": "SDRi", "band_snr_high": "band SNR > low Nyquist"}
+def band_table(study: Study) -> pd.DataFrame:
+    """Band SNR per configuration and band, SR off / on / on - off, as in :func:`ablation_table`.
 
-
-def sr_table(long: pd.DataFrame) -> pd.DataFrame | None:
-    """SR off against SR on for every setting of the other axes, paired on the same utterances.
-
-    One row per (other axes, metric): mean and 95 % CI of "off", "on" and their per-utterance
-    difference, and the two-sided p-value of a paired t-test. ``None`` when the study has no
-    ``sr`` axis with both values.
+    Bands whose reference holds too little energy are NaN in ``bands.csv`` and left out.
     """
-    from scipy import stats
-
-    if "sr" not in long.columns or long.sr.nunique() < 2:
-        return None
-    axes = [c for c in long.columns[1 : long.columns.get_loc("utterance")] if c not in SR_AXES]
-    metrics = [m for m in SR_METRICS if m in long.columns]
-    per_utt = long.groupby([*axes, "sr", "utterance"], sort=False)[metrics].mean().reset_index()
+    bands = study.bands
     rows = []
-    for keys, group in per_utt.groupby(axes, sort=False):
-        off = group[~group.sr.astype(bool)].set_index("utterance")
-        on = group[group.sr.astype(bool)].set_index("utterance")
-        shared = off.index.intersection(on.index)
-        for metric in metrics:
-            a, b = off.loc[shared, metric], on.loc[shared, metric]
-            valid = a.notna() & b.notna()
-            if not valid.any():
-                continue
-            a, b = a[valid].to_numpy(), b[valid].to_numpy()
-            row = dict(zip(axes, keys if isinstance(keys, tuple) else (keys,), strict=True))
-            row["metric"] = metric
-            for label, values in (("off", a), ("on", b), ("delta", b - a)):
-                row[label], row[f"{label}_ci95"] = mean_ci(values)
-            row["p_value"] = float(stats.ttest_rel(b, a).pvalue) if len(a) > 1 else float("nan")
-            row["n_utterances"] = len(a)
-            rows.append(row)
+    for values, off, on in _configurations(study):
+        sub = bands[bands.cell.isin(off + on)]
+        edges = sub[["band_lo_hz", "band_hi_hz", "above_low_nyquist"]].drop_duplicates()
+        for _, (lo, hi, above) in edges.sort_values("band_lo_hz").iterrows():
+            band = sub[(sub.band_lo_hz == lo) & (sub.band_hi_hz == hi)]
+            mats = [_matrix(band[band.cell.isin(c)], "band_snr") if c else None for c in (off, on)]
+            row = dict(values) | {"band_lo_hz": lo, "band_hi_hz": hi}
+            row["above_low_nyquist"] = bool(above)
+            rows.append(row | _paired(mats[0], mats[1], "band_snr"))
     return pd.DataFrame(rows)
 
 
-def _on_off(table: pd.DataFrame) -> pd.DataFrame:
-    """Boolean axis values (YAML's on/off) shown as on/off."""
-    shown = table.copy()
-    for column in shown.columns:
-        if shown[column].dtype == bool:
-            shown[column] = shown[column].map({True: "on", False: "off"})
+COST_COLUMNS = {
+    "params_separator": "separator params (M)",
+    "params_sr": "SR params (M)",
+    "macs_per_second_separator": "separator GMAC/s",
+    "macs_per_second_sr": "SR GMAC/s",
+    "train_median_step_seconds": "train step (s)",
+    "rtf_without_sr": "RTF without SR",
+    "rtf": "RTF",
+    "peak_rss_mib": "peak RSS (MiB)",
+    "peak_cuda_mib": "peak CUDA (MiB)",
+    "train_train_seconds": "train time (s)",
+}
+
+
+def cost_table(study: Study) -> pd.DataFrame:
+    """One row per configuration and SR state: parameters, MACs per second of audio, training
+    step time, real-time factor and peak memory, separator and SR apart (mean over seeds).
+
+    ``trained`` says what the training step updated: the separator, SR alone (staged) or both.
+    """
+    cells = study.cells.copy()
+    cells["trained"] = [
+        "separator" if not sr else ("SR only" if how == "staged" else "separator + SR")
+        for sr, how in zip(cells.sr, cells.sr_trained, strict=True)
+    ]
+    if "rtf_without_sr" in cells.columns:  # without SR, the system's RTF is the separator's
+        cells["rtf_without_sr"] = cells.rtf_without_sr.where(cells.sr, cells.rtf)
+    columns = [c for c in COST_COLUMNS if c in cells.columns]
+    group = [*study.keys, "sr", "trained"]
+    table = cells.groupby(group, sort=False, dropna=False)[columns].mean().reset_index()
+    table.insert(
+        len(group), "n_seeds", cells.groupby(group, sort=False, dropna=False).size().to_numpy()
+    )
+    return table
+
+
+def published_results() -> dict[str, Any]:
+    """The published numbers of ``sfsrnet/published.yaml`` (PAPER.md's tables)."""
+    text = resources.files("sfsrnet").joinpath("published.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def paper_table(study: Study, ablation: pd.DataFrame) -> pd.DataFrame:
+    """Each published result beside this study's matching configuration (when it has one).
+
+    The published numbers are THEIRS (their corpus, their training budget); ours come from this
+    study's corpus and budget. The table is for orientation, not a like-for-like comparison.
+    """
+    published = published_results()
+    rows = []
+    for entry in published["results"]:
+        match = entry["match"]
+        candidates = ablation
+        for key, want in match.items():
+            if key == "sr":
+                continue
+            if key not in candidates.columns:
+                candidates = candidates.iloc[0:0]
+            else:
+                candidates = candidates[candidates[key] == want]
+        side = "on" if match.get("sr") else "off"
+        theirs = {
+            "published model": entry["model"],
+            "published corpus": entry["corpus"],
+            "published SI-SNRi": entry.get("si_snr_i", np.nan),
+            "published SDRi": entry.get("sdr_i", np.nan),
+        }
+        found = False
+        for _, ours in candidates.iterrows():
+            if np.isnan(ours[f"si_snr_i_{side}"]):
+                continue
+            found = True
+            config = " ".join(f"{k}={ours[k]}" for k in study.keys)
+            rows.append(
+                theirs
+                | {
+                    "our configuration": f"{config} sr={side}",
+                    "our corpus": study.corpus,
+                    "our SI-SNRi": ours[f"si_snr_i_{side}"],
+                    "our SDRi": ours[f"sdr_i_{side}"],
+                }
+            )
+        if not found:
+            rows.append(
+                theirs
+                | {
+                    "our configuration": "not in this study",
+                    "our corpus": study.corpus,
+                    "our SI-SNRi": np.nan,
+                    "our SDRi": np.nan,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def cells_table(study: Study) -> pd.DataFrame:
+    """One row per cell: SI-SNRi and SDRi with bootstrap intervals, params, training minutes."""
+    rows = []
+    for _, cell in study.cells.iterrows():
+        sub = study.utterances[study.utterances.cell == cell.cell]
+        row = {"cell": cell.cell, **{k: cell[k] for k in study.keys}, "sr": cell.sr}
+        row["seed"] = cell.seed
+        for metric in TABLE_METRICS:
+            mean, low, high = bootstrap_ci(_matrix(sub, metric).to_numpy())
+            row |= {metric: mean, f"{metric}_low": low, f"{metric}_high": high}
+        row["n_utterances"] = int(sub.utterance.nunique())
+        row["params"] = cell.get("train_n_params")
+        row["train_minutes"] = round(cell.get("train_train_seconds", np.nan) / 60, 2)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --- presentation -------------------------------------------------------------------------
+
+
+def _value(mean: float, low: float, high: float, signed: bool = False) -> str:
+    if not np.isfinite(mean):
+        return "–"
+    text = f"{mean:+.2f}" if signed else f"{mean:.2f}"
+    if np.isfinite(low):
+        text += f" [{low:.2f}, {high:.2f}]"
+    return text
+
+
+def _p(p: float) -> str:
+    return "–" if not np.isfinite(p) else f"{p:.2g}"
+
+
+def _on_off(values: pd.Series) -> pd.Series:
+    return values.map({True: "on", False: "off"}) if values.dtype == bool else values
+
+
+def _show_keys(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({k: _on_off(table[k]) for k in keys if k in table.columns})
+
+
+def show_ablation(table: pd.DataFrame, keys: list[str], prefixes: dict[str, str]) -> pd.DataFrame:
+    """The human view of a paired table: ``mean [low, high]`` per cell, ``p`` per metric."""
+    shown = _show_keys(table, keys)
+    for prefix, label in prefixes.items():
+        for side, title in (("off", "SR off"), ("on", "SR on"), ("delta", "Δ")):
+            cols = [f"{prefix}_{side}{s}" for s in ("", "_low", "_high")]
+            shown[f"{label} {title}"] = [
+                _value(*v, signed=side == "delta") for v in table[cols].to_numpy()
+            ]
+        shown[f"{label} p"] = [_p(p) for p in table[f"{prefix}_p"]]
     return shown
 
 
-def _sr_markdown(table: pd.DataFrame) -> str:
-    shown = _on_off(table)
-    shown["metric"] = shown.metric.map(SR_METRICS)
-    for label in ("off", "on", "delta"):
-        shown[f"SR {label} (dB)" if label != "delta" else "delta (dB)"] = [
-            f"{m:+.2f} ± {h:.2f}" if label == "delta" else f"{m:.2f} ± {h:.2f}"
-            for m, h in zip(table[label], table[f"{label}_ci95"], strict=True)
-        ]
-        shown = shown.drop(columns=[label, f"{label}_ci95"])
-    shown["p (paired t)"] = [f"{p:.2g}" for p in table.p_value]
-    return shown.drop(columns=["p_value"]).to_markdown(index=False) + "\n"
+def _show_bands(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    shown = _show_keys(table, keys)
+    shown["band (Hz)"] = [
+        f"{lo:.0f}–{hi:.0f}" for lo, hi in table[["band_lo_hz", "band_hi_hz"]].to_numpy()
+    ]
+    shown["above low Nyquist"] = _on_off(table.above_low_nyquist).map({"on": "yes", "off": "no"})
+    return pd.concat([shown, show_ablation(table, [], {"band_snr": "band SNR"})], axis=1)
 
 
-def _markdown(table: pd.DataFrame) -> str:
-    shown = _on_off(table)
+def _show_cost(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    shown = _show_keys(table, [*keys, "sr", "trained", "n_seeds"])
+    scale = {"params_separator": 1e6, "params_sr": 1e6}
+    scale |= {"macs_per_second_separator": 1e9, "macs_per_second_sr": 1e9}
+    for column, label in COST_COLUMNS.items():
+        if column in table.columns:
+            values = table[column] / scale.get(column, 1)
+            digits = 3 if column.startswith(("rtf", "train_median", "params", "macs")) else 1
+            shown[label] = [f"{v:.{digits}f}" if np.isfinite(v) else "–" for v in values]
+    return shown
+
+
+def _show_paper(table: pd.DataFrame) -> pd.DataFrame:
+    shown = table.copy()
+    for column in ("published SI-SNRi", "published SDRi", "our SI-SNRi", "our SDRi"):
+        shown[column] = [f"{v:.2f}" if np.isfinite(v) else "–" for v in table[column]]
+    return shown
+
+
+def _show_cells(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    shown = pd.concat([table[["cell"]], _show_keys(table, [*keys, "sr", "seed"])], axis=1)
     for metric, label in TABLE_METRICS.items():
-        shown[label] = [
-            f"{m:.2f} ± {h:.2f}"
-            for m, h in zip(table[metric], table[f"{metric}_ci95"], strict=True)
-        ]
-        shown = shown.drop(columns=[metric, f"{metric}_ci95"])
-    return shown.to_markdown(index=False) + "\n"
+        cols = [metric, f"{metric}_low", f"{metric}_high"]
+        shown[f"{label} (dB)"] = [_value(*v) for v in table[cols].to_numpy()]
+    shown["utterances"] = table.n_utterances
+    shown["params"] = table.params
+    shown["train minutes"] = table.train_minutes
+    return shown
 
 
-def build_report(study_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Path]:
-    """Write ``long.csv``, ``ablation.csv`` and ``ablation.md`` for every evaluated cell.
+def _latex(shown: pd.DataFrame, caption: str, label: str) -> str:
+    """A booktabs table for pdflatex: special characters escaped, no Unicode left."""
+    styler = shown.style.hide(axis="index").format(escape="latex")
+    styler = styler.format_index(escape="latex", axis=1)
+    tex = styler.to_latex(hrules=True, caption=caption, label=f"tab:{label}", position="t")
+    for char, macro in (("Δ", r"$\Delta$"), ("–", "--"), ("×", r"$\times$")):
+        tex = tex.replace(char, macro)
+    return tex
 
-    Cells are the folders under ``study_dir/cells`` that hold a ``summary.json``. Returns the
-    written paths by name.
-    """
-    study_dir = Path(study_dir)
-    out = Path(out_dir) if out_dir else study_dir / "tables"
-    cell_dirs = sorted(p.parent for p in (study_dir / "cells").rglob(SUMMARY_JSON))
-    long = long_table(cell_dirs)
-    ablation = ablation_table(long)
-    for cell_dir in cell_dirs:
-        train = cell_dir / "train.json"
-        if train.is_file():
-            info = json.loads(train.read_text())
-            name = load_yaml(cell_dir / "config.yaml").get("cell", {}).get("name", cell_dir.name)
-            mask = ablation["cell"] == name
-            ablation.loc[mask, "params"] = info.get("n_params")
-            ablation.loc[mask, "train_minutes"] = round(info.get("train_seconds", 0) / 60, 2)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "long": out / "long.csv",
-        "ablation_csv": out / "ablation.csv",
-        "ablation_md": out / "ablation.md",
-    }
-    long.to_csv(paths["long"], index=False, float_format="%.6f")
-    ablation.to_csv(paths["ablation_csv"], index=False, float_format="%.6f")
-    paths["ablation_md"].write_text(_markdown(ablation))
-    sr = sr_table(long)
-    if sr is not None:
-        paths["sr_csv"], paths["sr_md"] = out / "sr.csv", out / "sr.md"
-        sr.to_csv(paths["sr_csv"], index=False, float_format="%.6f")
-        paths["sr_md"].write_text(_sr_markdown(sr))
-    log.info("report: %d cells, tables in %s", len(ablation), out)
+
+CAPTIONS = {
+    "ablation": "SI-SNRi and SDRi (dB) with and without the SR add-on: mean [95 % bootstrap "
+    "interval over utterances (and seeds)], the difference on the same utterances, and the "
+    "Wilcoxon signed-rank p-value of the pairs.",
+    "bands": "Band SNR (dB) per frequency band with and without SR; bands above the separator's "
+    "low-rate Nyquist are what SR must restore.",
+    "cost": "Cost per configuration: parameters and multiply-accumulates per second of audio "
+    "(separator and SR apart), median training step, real-time factor, peak memory.",
+    "paper": "Published numbers (theirs: their corpus and training budget) beside this study's "
+    "matching configurations (ours). For orientation only, not a like-for-like comparison.",
+    "cells": "Every cell of the study: SI-SNRi and SDRi (dB) with 95 % bootstrap intervals.",
+}
+
+
+def _write(out: Path, name: str, raw: pd.DataFrame, shown: pd.DataFrame, note: str = "") -> dict:
+    paths = {f"{name}_{ext}": out / f"{name}.{ext}" for ext in ("csv", "md", "tex")}
+    raw.to_csv(paths[f"{name}_csv"], index=False, float_format="%.8g")
+    # No number parsing: tabulate would reformat the strings we formatted.
+    markdown = shown.to_markdown(index=False, disable_numparse=True) if len(shown) else "(no rows)"
+    paths[f"{name}_md"].write_text(f"{note}{markdown}\n")
+    paths[f"{name}_tex"].write_text(_latex(shown, CAPTIONS[name], name))
     return paths
+
+
+def build_report(
+    study_dir: str | Path, out_dir: str | Path | None = None, plots_dir: str | Path | None = None
+) -> dict[str, Path]:
+    """Write every table (CSV, Markdown, LaTeX) and plot (PNG, SVG) of a study.
+
+    Tables go to ``out_dir`` (default ``study_dir/tables``): ``long.csv`` (every utterance and
+    source of every cell), ``ablation``, ``bands``, ``cost``, ``paper`` and ``cells``. Plots go
+    to ``plots_dir`` (default ``out_dir/../plots``). Returns the written paths by name.
+    """
+    from sfsrnet import plots
+
+    study_dir = Path(study_dir)
+    study = read_study(study_dir)
+    out = Path(out_dir) if out_dir else study_dir / "tables"
+    plot_out = Path(plots_dir) if plots_dir else out.parent / "plots"
+    out.mkdir(parents=True, exist_ok=True)
+    keys = study.keys
+    ablation = ablation_table(study)
+    bands = band_table(study)
+    cost = cost_table(study)
+    paper = paper_table(study, ablation)
+    cells = cells_table(study)
+    paths = {"long": out / "long.csv"}
+    long_table(study).to_csv(paths["long"], index=False, float_format="%.6f")
+    paths |= _write(out, "ablation", ablation, show_ablation(ablation, keys, TABLE_METRICS))
+    paths |= _write(out, "bands", bands, _show_bands(bands, keys))
+    paths |= _write(out, "cost", cost, _show_cost(cost, keys))
+    source = published_results()["source"]
+    note = (
+        f"Published numbers are theirs ({source}); ours are from this study "
+        f"(corpus: {study.corpus}).\n\n"
+    )
+    paths |= _write(out, "paper", paper, _show_paper(paper), note)
+    paths |= _write(out, "cells", cells, _show_cells(cells, keys))
+    paths |= plots.write_plots(study, bands, plot_out)
+    log.info("report: %d cells, tables in %s, plots in %s", len(cells), out, plot_out)
+    return paths
+
+
+def report_from_mlflow(
+    uri: str,
+    study: str,
+    out_dir: str | Path,
+    experiment: str | None = None,
+    plots_dir: str | Path | None = None,
+) -> dict[str, Path]:
+    """Rebuild every table and plot from an MLflow store alone.
+
+    The study's parent run is found by its tags and each child run's artifacts (the cell
+    folder's files, see :data:`sfsrnet.tracking.CELL_FILES`) are downloaded into a scratch
+    folder laid out like the study's, then :func:`build_report` runs on it: the same numbers as
+    from the cell folders.
+    """
+    import os
+
+    from mlflow.artifacts import download_artifacts
+
+    from sfsrnet.tracking import CELL_TAG, study_runs
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    _, children = study_runs(uri, study, experiment)
+    if not children:
+        raise DataError(f"MLflow store {uri}: study {study!r} has no cell runs")
+    with tempfile.TemporaryDirectory(prefix="sfsrnet-report-") as tmp:
+        root = Path(tmp) / study
+        for run in children:
+            cell = run.data.tags[CELL_TAG]
+            target = root / "cells" / cell
+            target.mkdir(parents=True, exist_ok=True)
+            fetched = Path(
+                download_artifacts(run_id=run.info.run_id, tracking_uri=uri, dst_path=tmp + "/dl")
+            )
+            for item in fetched.iterdir():
+                if item.is_file():
+                    shutil.move(str(item), target / item.name)
+            shutil.rmtree(fetched, ignore_errors=True)
+            if not (target / SUMMARY_JSON).is_file():
+                log.warning("MLflow run of cell %s has no %s: left out", cell, SUMMARY_JSON)
+                shutil.rmtree(target)
+        out = Path(out_dir)
+        return build_report(root, out, plots_dir or out.parent / "plots")

@@ -1,7 +1,13 @@
-"""MLflow tracking: one run per cell, found again by the cell's key so reruns update it.
+"""MLflow tracking: one parent run per study, one child run per cell, found again by stable keys.
 
 The embedded default store is a SQLite file under the results folder (MLflow refuses the old
 ``./mlruns`` file store); a server URI comes from the config or ``MLFLOW_TRACKING_URI``.
+
+Runs are found again by tags, never by name: the parent by ``sfsrnet.study`` and
+``sfsrnet.role = study``, a cell by ``sfsrnet.study`` and ``sfsrnet.cell``. A rerun therefore
+reopens the same runs. Parallel jobs are serialised by a file lock beside a SQLite store; against a
+server, where no shared lock exists, two jobs that raced to create the same run both settle on the
+oldest one and the other is deleted (see :func:`_settle`), so neither is lost nor duplicated.
 """
 
 from __future__ import annotations
@@ -22,7 +28,21 @@ log = logging.getLogger(__name__)
 
 CELL_TAG = "sfsrnet.cell"
 STUDY_TAG = "sfsrnet.study"
+ROLE_TAG = "sfsrnet.role"
 CONFIG_TAG = "sfsrnet.config_hash"
+PARENT_TAG = "mlflow.parentRunId"
+# Small files of a cell folder that its run keeps as artifacts (checkpoints only on request).
+CELL_FILES = (
+    "config.yaml",
+    "train_log.csv",
+    "train.json",
+    "metrics.csv",
+    "bands.csv",
+    "summary.json",
+    "cost.json",
+    "provenance_train.json",
+    "provenance_evaluate.json",
+)
 
 
 def tracking_uri(config: dict[str, Any]) -> str:
@@ -56,8 +76,79 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _quote(value: str) -> str:
+    return value.replace("'", "\\'")
+
+
+def _experiment(client: Any, config: dict[str, Any]) -> str:
+    name = config["mlflow"]["experiment"] or config["study"]
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    artifacts = None
+    if tracking_uri(config).startswith("sqlite:///"):
+        # Beside the database, so the whole record of a study moves as one folder.
+        artifacts = (Path(config["results_dir"]).resolve() / "mlartifacts").as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=artifacts)
+    except Exception:  # another job created it first (server stores have no shared lock)
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def _settle(client: Any, exp_id: str, query: str) -> list[Any]:
+    """Active runs matching ``query``, oldest first; all but the oldest are duplicates."""
+    runs = client.search_runs([exp_id], filter_string=query, max_results=1000)
+    return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
+
+
+def _find_or_create(
+    client: Any, exp_id: str, query: str, tags: dict[str, str], params: dict[str, str] | None
+) -> tuple[str, bool]:
+    """The one run matching ``query``: reused when it exists, else created with tags and params.
+
+    Returns ``(run_id, created)``. After creating, the query is repeated: when a parallel job
+    created a twin at the same moment, every job keeps the oldest and deletes its own younger one.
+    """
+    runs = _settle(client, exp_id, query)
+    if runs:
+        return runs[0].info.run_id, False
+    from mlflow.entities import Param
+
+    run_id = client.create_run(exp_id, tags=tags).info.run_id
+    if params:
+        batch = [Param(k, v) for k, v in params.items()]
+        for i in range(0, len(batch), 100):  # MLflow caps a batch at 100 params
+            client.log_batch(run_id, params=batch[i : i + 100])
+    runs = _settle(client, exp_id, query)
+    if runs and runs[0].info.run_id != run_id:
+        client.delete_run(run_id)
+        return runs[0].info.run_id, False
+    return run_id, True
+
+
+def _study_query(study: str) -> str:
+    return f"tags.`{STUDY_TAG}` = '{_quote(study)}' and tags.`{ROLE_TAG}` = 'study'"
+
+
+def _cell_query(study: str, cell: str) -> str:
+    return (
+        f"tags.`{STUDY_TAG}` = '{_quote(study)}' and tags.`{ROLE_TAG}` = 'cell' "
+        f"and tags.`{CELL_TAG}` = '{_quote(cell)}'"
+    )
+
+
+def _study_run(client: Any, exp_id: str, config: dict[str, Any]) -> str:
+    study = config["study"]
+    tags = {STUDY_TAG: study, ROLE_TAG: "study", "mlflow.runName": study}
+    run_id, _ = _find_or_create(client, exp_id, _study_query(study), tags, None)
+    return run_id
+
+
 class CellRun:
-    """Logging calls for one cell's run; a no-op when tracking is disabled."""
+    """Logging calls for one run; a no-op when tracking is disabled."""
 
     def __init__(self, client: Any = None, run_id: str | None = None) -> None:
         self.client = client
@@ -80,54 +171,61 @@ class CellRun:
         if self.client is not None:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
 
+    def log_cell_files(self, cell_dir: str | Path, checkpoints: bool = False) -> None:
+        """The cell folder's small files (:data:`CELL_FILES`), its examples and, on request,
+        its checkpoints, as artifacts of the run."""
+        if self.client is None:
+            return
+        cell_dir = Path(cell_dir)
+        for name in CELL_FILES + (("checkpoint.pt",) if checkpoints else ()):
+            if (cell_dir / name).is_file():
+                self.log_artifact(cell_dir / name)
+        if (cell_dir / "examples").is_dir():
+            self.log_artifacts(cell_dir / "examples", "examples")
+
 
 @contextmanager
 def cell_run(config: dict[str, Any], job: str) -> Iterator[CellRun]:
-    """Open (or reopen) the MLflow run of the cell described by a resolved cell ``config``.
+    """Open (or reopen) the MLflow child run of the cell described by a resolved cell ``config``.
 
-    ``job`` (``train`` or ``evaluate``) is recorded as a tag. The run is looked up by the tags
-    ``sfsrnet.study`` and ``sfsrnet.cell``, so each cell has exactly one run however often it is
-    rerun. Params are the flattened resolved config; axis values are tags.
+    The study's parent run is found or created first. ``job`` (``train`` or ``evaluate``) is
+    recorded as a tag. Params are the flattened resolved config; axis values are tags
+    ``axis.<name>``. A cell whose config changed since its run was made gets a new run (the old
+    one is deleted: it describes results that no longer exist).
     """
     if not config["mlflow"]["enabled"]:
         yield CellRun()
         return
-    from mlflow.entities import Param
     from mlflow.tracking import MlflowClient
 
     uri = tracking_uri(config)
     study = config["study"]
     cell = config.get("cell", {}).get("name", "manual")
-    experiment = config["mlflow"]["experiment"] or study
     params = {k: str(v)[:6000] for k, v in flatten(config).items() if not k.startswith("cell.")}
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
     lock = _lock_for(uri)
     with lock if lock is not None else nullcontext():
         client = MlflowClient(tracking_uri=uri)
-        exp = client.get_experiment_by_name(experiment)
-        if exp is None:
-            artifacts = Path(config["results_dir"]).resolve() / "mlartifacts"
-            exp_id = client.create_experiment(experiment, artifact_location=artifacts.as_uri())
-        else:
-            exp_id = exp.experiment_id
-        query = f"tags.`{STUDY_TAG}` = '{study}' and tags.`{CELL_TAG}` = '{cell}'"
-        run_id = None
-        for old in client.search_runs([exp_id], filter_string=query):
-            if old.data.tags.get(CONFIG_TAG) == digest and run_id is None:
-                run_id = old.info.run_id
-            else:
-                # The cell's config changed: its old run describes results that no longer exist.
+        exp_id = _experiment(client, config)
+        parent = _study_run(client, exp_id, config)
+        query = _cell_query(study, cell)
+        for old in _settle(client, exp_id, query):
+            if old.data.tags.get(CONFIG_TAG) != digest:
                 log.info(
                     "replacing MLflow run %s of cell %s (config changed)", old.info.run_id, cell
                 )
                 client.delete_run(old.info.run_id)
-        if run_id is None:
-            tags = {STUDY_TAG: study, CELL_TAG: cell, CONFIG_TAG: digest, "mlflow.runName": cell}
-            axes = config.get("cell", {}).get("axes", {})
-            tags |= {f"axis.{k}": str(v) for k, v in axes.items()}
-            run_id = client.create_run(exp_id, tags=tags).info.run_id
-            client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
-        else:
+        tags = {
+            STUDY_TAG: study,
+            ROLE_TAG: "cell",
+            CELL_TAG: cell,
+            CONFIG_TAG: digest,
+            PARENT_TAG: parent,
+            "mlflow.runName": cell,
+        }
+        tags |= {f"axis.{k}": str(v) for k, v in config.get("cell", {}).get("axes", {}).items()}
+        run_id, created = _find_or_create(client, exp_id, query, tags, params)
+        if not created:
             client.update_run(run_id, status="RUNNING")
         client.set_tag(run_id, f"sfsrnet.{job}", "started")
     run = CellRun(client, run_id)
@@ -138,3 +236,45 @@ def cell_run(config: dict[str, Any], job: str) -> Iterator[CellRun]:
         raise
     client.set_tag(run_id, f"sfsrnet.{job}", "done")
     client.set_terminated(run_id, status="FINISHED")
+
+
+@contextmanager
+def study_run(config: dict[str, Any]) -> Iterator[CellRun]:
+    """Open the parent run of a study (for the report job); finished when the block ends."""
+    if not config["mlflow"]["enabled"]:
+        yield CellRun()
+        return
+    from mlflow.tracking import MlflowClient
+
+    uri = tracking_uri(config)
+    lock = _lock_for(uri)
+    with lock if lock is not None else nullcontext():
+        client = MlflowClient(tracking_uri=uri)
+        run_id = _study_run(client, _experiment(client, config), config)
+        client.update_run(run_id, status="RUNNING")
+    run = CellRun(client, run_id)
+    try:
+        yield run
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id, status="FINISHED")
+
+
+def study_runs(uri: str, study: str, experiment: str | None = None) -> tuple[Any, list[Any]]:
+    """The parent run of ``study`` and its cell runs (``(parent, [child, ...])``) in a store."""
+    from mlflow.tracking import MlflowClient
+
+    from sfsrnet.errors import DataError
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment or study)
+    if exp is None:
+        raise DataError(f"MLflow store {uri} has no experiment {experiment or study!r}")
+    parents = _settle(client, exp.experiment_id, _study_query(study))
+    if not parents:
+        raise DataError(f"MLflow store {uri} has no parent run of study {study!r}")
+    parent = parents[0]
+    query = f"tags.`{PARENT_TAG}` = '{parent.info.run_id}' and tags.`{ROLE_TAG}` = 'cell'"
+    children = _settle(client, exp.experiment_id, query)
+    return parent, children

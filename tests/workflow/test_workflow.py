@@ -51,14 +51,31 @@ def test_dry_run_lists_every_job(study):
         assert any(line.split()[:2] == [rule, str(count)] for line in out.splitlines()), rule
 
 
-def test_ablation_table_has_one_row_per_cell(study):
+def test_tables_plots_and_html_report(study):
     results, _ = study
     tables = results / "tiny" / "tables"
+    cells = pd.read_csv(tables / "cells.csv")
+    assert sorted(cells.cell) == CELLS
+    assert cells.n_utterances.eq(4).all()
+    markdown = (tables / "cells.md").read_text()
+    assert markdown.count("\n") == 2 + len(cells)
     ablation = pd.read_csv(tables / "ablation.csv")
-    assert sorted(ablation.cell) == CELLS
-    assert ablation.n_utterances.eq(4).all()
-    markdown = (tables / "ablation.md").read_text()
-    assert markdown.count("\n") == 2 + len(ablation)
+    assert list(zip(ablation.separator, ablation.factor, strict=True)) == [
+        ("convtasnet", 1),
+        ("convtasnet", 2),
+        ("sfsrnet", 2),
+    ]
+    for name in ("ablation", "bands", "cost", "paper", "cells"):
+        for ext in ("csv", "md", "tex"):
+            assert (tables / f"{name}.{ext}").stat().st_size > 0, f"{name}.{ext}"
+    for name in ("bands", "cost", "curves"):
+        for ext in ("png", "svg"):
+            assert (results / "tiny" / "plots" / f"{name}.{ext}").stat().st_size > 1000
+    html = results / "tiny" / "report.html"
+    _snakemake(results, "--report", str(html))
+    text = html.read_text()
+    for caption in ("Ablation table of study", "Band SNR against frequency", "Cost table"):
+        assert caption in text, caption
 
 
 def test_cell_folders_are_named_by_axis_values(study):
@@ -83,15 +100,29 @@ def test_second_run_has_nothing_to_do(study):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
-def test_mlflow_has_one_run_per_cell(study):
-    from mlflow.tracking import MlflowClient
+def test_mlflow_has_one_parent_and_one_child_per_cell(study):
+    from sfsrnet.tracking import study_runs
 
     results, _ = study
-    client = MlflowClient(tracking_uri=f"sqlite:///{results / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
-    assert sorted(r.data.tags["sfsrnet.cell"] for r in runs) == CELLS
-    assert all(r.info.status == "FINISHED" for r in runs)
-    assert all("si_snr_i" in r.data.metrics for r in runs)
+    parent, children = study_runs(f"sqlite:///{results / 'mlflow.db'}", "tiny")
+    assert parent.info.status == "FINISHED"
+    assert sorted(r.data.tags["sfsrnet.cell"] for r in children) == CELLS
+    assert all(r.info.status == "FINISHED" for r in children)
+    assert all("si_snr_i" in r.data.metrics for r in children)
+    sr_on = next(r for r in children if r.data.tags["sfsrnet.cell"] == CELLS[2])
+    assert sr_on.data.tags["axis.sr"] == "True" and sr_on.data.params["sr.enabled"] == "True"
+
+
+def test_report_from_mlflow_alone_gives_the_same_tables(study, tmp_path):
+    results, _ = study
+    cmd = [sys.executable, "-m", "sfsrnet", "-q", "report", "--from-mlflow", "--study", "tiny"]
+    cmd += ["--results-dir", str(results), "--out", str(tmp_path / "tables")]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, env=env)
+    for name in ("long", "ablation", "bands", "cost", "paper", "cells"):
+        ours = (results / "tiny" / "tables" / f"{name}.csv").read_text()
+        assert (tmp_path / "tables" / f"{name}.csv").read_text() == ours, name
+    assert (tmp_path / "plots" / "bands.svg").is_file()
 
 
 def test_unknown_config_key_stops_before_any_job(tmp_path):
@@ -104,20 +135,19 @@ def test_unknown_config_key_stops_before_any_job(tmp_path):
     assert not (tmp_path / "data").exists()
 
 
-def test_sr_table_pairs_each_sr_cell_with_its_twin(study):
-    """Recompute one SR delta from the two cells' per-utterance CSVs."""
+def test_ablation_delta_is_recomputed_from_the_two_cells_files(study):
+    """One SR delta of the ablation table, recomputed from the cells' per-utterance CSVs."""
     results, _ = study
-    tables = results / "tiny" / "tables"
-    sr = pd.read_csv(tables / "sr.csv")
-    assert set(sr.separator) == {"convtasnet", "sfsrnet"} and set(sr.factor) == {2}
+    ablation = pd.read_csv(results / "tiny" / "tables" / "ablation.csv")
     cells = results / "tiny" / "cells" / "convtasnet" / "ds2"
     per_utt = [
         pd.read_csv(cells / s / "seed0" / "metrics.csv").groupby("utterance").si_snr_i.mean()
         for s in ("sr-off", "sr-on")
     ]
-    row = sr[(sr.separator == "convtasnet") & (sr.metric == "si_snr_i")].iloc[0]
-    assert row.off == pytest.approx(per_utt[0].mean(), abs=1e-5)
-    assert row.on == pytest.approx(per_utt[1].mean(), abs=1e-5)
-    assert row.delta == pytest.approx((per_utt[1] - per_utt[0]).mean(), abs=1e-5)
-    assert 0 <= row.p_value <= 1
-    assert "band SNR > low Nyquist" in (tables / "sr.md").read_text()
+    row = ablation[(ablation.separator == "convtasnet") & (ablation.factor == 2)].iloc[0]
+    assert row.si_snr_i_off == pytest.approx(per_utt[0].mean(), abs=1e-5)
+    assert row.si_snr_i_on == pytest.approx(per_utt[1].mean(), abs=1e-5)
+    assert row.si_snr_i_delta == pytest.approx((per_utt[1] - per_utt[0]).mean(), abs=1e-5)
+    assert row.si_snr_i_delta_low <= row.si_snr_i_delta <= row.si_snr_i_delta_high
+    assert 0 <= row.si_snr_i_p <= 1
+    assert "above low Nyquist" in (results / "tiny" / "tables" / "bands.md").read_text()

@@ -192,13 +192,5 @@ def cell_corpus(wildcards):
     return f"{CELLS[wildcards.cell]['data']['root']}/manifest.json"
 
 
-def report_tables():
-    """Tables the report writes besides ablation.md: sr.* when the grid has SR off and on."""
-    tables = [f"{STUDY_DIR}/tables/ablation.csv", f"{STUDY_DIR}/tables/long.csv"]
-    if {c["cell"]["axes"].get("sr") for c in CELLS.values()} == {False, True}:
-        tables += [f"{STUDY_DIR}/tables/sr.md", f"{STUDY_DIR}/tables/sr.csv"]
-    return tables
-
-
 def all_targets():
     return [f"{STUDY_DIR}/tables/ablation.md"]

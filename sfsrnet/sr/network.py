@@ -208,6 +208,11 @@ class SuperResolution(nn.Module):
             if i < len(kernels) - 1:
                 layers += [_norm(norm, widths[i + 1]), _activation(activation)]
         self.net = nn.Sequential(*layers)
+        # The last layer starts at zero, so SR starts as the identity (the estimate's own STFT
+        # and inverse): training can only learn a refinement, never start by damaging a good
+        # separator's output with random weights, which matters most for staged training.
+        nn.init.zeros_(layers[-1].weight)
+        nn.init.zeros_(layers[-1].bias)
 
     def forward(self, mix: torch.Tensor, est: torch.Tensor) -> torch.Tensor:
         """``mix`` ``(B, T)`` and upsampled ``est`` ``(B, C, T)`` -> refined ``(B, C, T)``."""

@@ -115,10 +115,20 @@ def test_staged_loss_is_the_sr_output_loss_only():
     assert any(p.grad is not None for p in system.sr.parameters())
 
 
-def test_sr_restores_energy_above_the_low_rate_nyquist():
-    """Untrained SR with the mixture's phase already puts energy above 1 kHz at factor 4,
-    where the upsampled estimate has none."""
+def test_fresh_sr_is_the_identity():
+    """A new SR network leaves the upsampled estimate unchanged until it has learned something."""
+    system = build_system(_spec(TINY_SR, factor=4)).eval()
+    with torch.no_grad():
+        out = system(torch.randn(1, 8000))
+    assert torch.allclose(out, system.separator_estimate, atol=1e-5)
+
+
+def test_sr_can_put_energy_above_the_low_rate_nyquist():
+    """With a non-zero correction and the hybrid phase, SR puts energy above 1 kHz at factor 4,
+    where the upsampled estimate has none (with the estimate's phase it could not)."""
     system = build_system({**_spec({**TINY_SR, "phase": "hybrid"}, factor=4)}).eval()
+    torch.manual_seed(0)
+    torch.nn.init.normal_(system.sr.net[-1].weight, std=0.1)
     mix = torch.randn(1, 8000)
     with torch.no_grad():
         out = system(mix)

@@ -237,7 +237,7 @@ def parser() -> argparse.ArgumentParser:
         "to each separator's; metrics: our evaluator against Asteroid's and mir_eval; loader: "
         "training items per second on a fake Libri2Mix tree (static and dynamic mixing)",
     )
-    s.add_argument("--items", type=int, default=400, help="loader: items read per case")
+    s.add_argument("--items", type=int, default=320, help="loader: items read per case")
     s.add_argument("--root", help="metrics: corpus folder (its test split is used)")
     s.add_argument("--checkpoint", help="metrics: estimates from this model (default: synthetic)")
     s.add_argument("--utterances", type=int, default=200, help="metrics: test utterances")

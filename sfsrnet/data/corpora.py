@@ -288,10 +288,7 @@ class CorpusSource:
 
     @staticmethod
     def _libri_path(value: str, base: Path) -> Path:
-        """A metadata path as written; when it is missing (the corpus was moved or the paths
-        are relative), the same ``<subset>/<folder>/<file>`` under this corpus's folder."""
-        path = Path(str(value))
-        if path.is_absolute() and path.is_file():
-            return path
-        moved = base.joinpath(*path.parts[-3:])
-        return moved if moved.is_file() or not path.is_absolute() else path
+        """A metadata path, read under ``data.root``: its ``<subset>/<folder>/<file>`` in this
+        corpus's folder. LibriMix writes absolute paths of where the corpus was generated; a
+        copied or moved corpus keeps them, and files outside ``data.root`` are never read."""
+        return base.joinpath(*Path(str(value)).parts[-3:])

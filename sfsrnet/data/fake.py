@@ -30,7 +30,7 @@ def _voice(rng: np.random.Generator, f0: float, length: int, rate: int) -> np.nd
     t = np.arange(length) / rate
     pitch = f0 * (1 + 0.05 * np.sin(2 * np.pi * rng.uniform(2, 5) * t + rng.uniform(0, 6)))
     phase = 2 * np.pi * np.cumsum(pitch) / rate
-    wav = sum(np.sin(k * phase) / k for k in range(1, int(rate / 2 / f0 * 0.9)))
+    wav = sum(np.sin(k * phase) / k for k in range(1, min(16, int(rate / 2 / f0 * 0.9))))
     syllables = np.abs(np.sin(np.pi * rng.uniform(3, 6) * t + rng.uniform(0, 3)))
     wav = wav * syllables + 0.01 * rng.standard_normal(length)
     return wav / (np.abs(wav).max() + 1e-9)

@@ -195,7 +195,12 @@ def parser() -> argparse.ArgumentParser:
         help="corpus folder (default: data.root or results/data/embedded-<key>; real corpora: "
         "data.prepared or results/data/<corpus>-<key>)",
     )
-    s.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="synthesis processes")
+    s.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes (synthesis; resampling a real corpus)",
+    )
     s.set_defaults(func=cmd_make_corpus)
 
     s = sub.add_parser("train", help="train one cell")

@@ -323,7 +323,7 @@ def _derive_all(
     items: list[Checked], out: Path, sample_rate: int, data: dict[str, Any], jobs: int
 ) -> tuple[list[str], list[int]]:
     args = (str(out), sample_rate, data["task"] == "clean", data["sum_tolerance"])
-    if jobs <= 1 or len(items) < 64:
+    if jobs <= 1 or len(items) < 1000:  # below that, starting processes costs more
         return _derive(items, *args)
     size = max(16, len(items) // (8 * jobs))
     chunks = [items[i : i + size] for i in range(0, len(items), size)]

@@ -1,6 +1,7 @@
 """Command-line interface: every step of a study can be run by hand exactly as the workflow runs it.
 
 python -m sfsrnet make-corpus --config config/config.yaml --out results/data/embedded
+python -m sfsrnet make-corpus --config config/studies/libri2mix.yaml   # check and prepare
 python -m sfsrnet train --config CELL/config.yaml --out CELL
 python -m sfsrnet evaluate --config CELL/config.yaml --checkpoint CELL/checkpoint.pt --out CELL
 python -m sfsrnet report --study-dir results/default
@@ -42,6 +43,19 @@ def cmd_make_corpus(args: argparse.Namespace) -> None:
     from sfsrnet.data.embedded import CorpusSpec, make_corpus
 
     config = cfg.load(args.config)
+    if config["data"]["corpus"] != "embedded":
+        from sfsrnet.data.corpora import default_prepared_dir
+        from sfsrnet.data.prepare import prepare_corpus
+
+        data = config["data"]
+        out = Path(args.out or data["prepared"] or default_prepared_dir(config))
+        manifest = prepare_corpus(data, out, jobs=args.jobs)
+        print(
+            f"corpus {out}: {data['corpus']} from {manifest['source_root']} at "
+            f"{manifest['sample_rate']} Hz, {manifest['n_mixtures']} mixtures, "
+            f"prepared in {manifest['seconds_to_build']} s"
+        )
+        return
     spec = CorpusSpec.from_config(config["data"])
     out = Path(
         args.out
@@ -77,7 +91,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     _threads(args.threads)
     config = cfg.load(args.config) if args.config else None
     ev = config["evaluate"] if config else {}
-    root = args.root or (config["data"]["root"] if config else None)
+    if args.root is None and config is not None:
+        from sfsrnet.data.loaders import corpus_root
+
+        args.root = corpus_root(config)
+    root = args.root
     if root is None:
         raise SfsrnetError("evaluate needs the corpus: give --root or a --config with data.root")
     out = Path(args.out)
@@ -161,6 +179,10 @@ def cmd_bench(args: argparse.Namespace) -> None:
             steps=args.steps,
             threads=args.threads,
         )
+    elif args.what == "loader":
+        from sfsrnet.bench import bench_loader
+
+        table = bench_loader(args.out, items=args.items, threads=args.threads)
     elif args.what == "sr":
         from sfsrnet.bench import bench_sr_cost
 
@@ -186,12 +208,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("make-corpus", help="build the embedded corpus (cached by its spec)")
+    s = sub.add_parser(
+        "make-corpus",
+        help="build the embedded corpus, or check and prepare a real one (cached by its settings)",
+    )
     s.add_argument("--config", required=True, help="config YAML; its data section is used")
     s.add_argument(
-        "--out", help="corpus folder (default: data.root or results/data/embedded-<key>)"
+        "--out",
+        help="corpus folder (default: data.root or results/data/embedded-<key>; real corpora: "
+        "data.prepared or results/data/<corpus>-<key>)",
     )
-    s.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="synthesis processes")
+    s.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes (synthesis; resampling a real corpus)",
+    )
     s.set_defaults(func=cmd_make_corpus)
 
     s = sub.add_parser("train", help="train one cell")
@@ -240,10 +272,12 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("bench", help="benchmarks (speed, memory); not tests")
     s.add_argument(
         "what",
-        choices=["separators", "sr", "metrics"],
+        choices=["separators", "sr", "metrics", "loader"],
         help="separators: training step time and memory; sr: SR params, MACs and CPU time next "
-        "to each separator's; metrics: our evaluator against Asteroid's and mir_eval",
+        "to each separator's; metrics: our evaluator against Asteroid's and mir_eval; loader: "
+        "training items per second on a fake Libri2Mix tree (static and dynamic mixing)",
     )
+    s.add_argument("--items", type=int, default=320, help="loader: items read per case")
     s.add_argument("--root", help="metrics: corpus folder (its test split is used)")
     s.add_argument("--checkpoint", help="metrics: estimates from this model (default: synthetic)")
     s.add_argument("--utterances", type=int, default=200, help="metrics: test utterances")

@@ -19,6 +19,29 @@ def pit_si_snr_loss() -> PITLossWrapper:
     return PITLossWrapper(pairwise_neg_sisdr, pit_from="pw_mtx")
 
 
+def masked_pairwise_neg_si_snr(
+    est: torch.Tensor, ref: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-8
+) -> torch.Tensor:
+    """Negative SI-SNR (dB) of every (estimate, reference) pair over each item's first
+    ``lengths`` samples only: means, projections and energies never see the padding.
+
+    ``est`` and ``ref`` are ``(batch, n_src, time)``, ``lengths`` ``(batch,)``; returns
+    ``(batch, n_src, n_src)`` indexed ``[b, estimate, reference]``, as Asteroid's
+    ``pairwise_neg_sisdr`` (which it equals when nothing is padded).
+    """
+    time = est.shape[-1]
+    mask = (torch.arange(time, device=est.device) < lengths.to(est.device)[:, None]).to(est.dtype)
+    mask = mask[:, None, :]  # (batch, 1, time)
+    count = mask.sum(-1, keepdim=True).clamp_min(1)
+    est = (est - (est * mask).sum(-1, keepdim=True) / count) * mask
+    ref = (ref - (ref * mask).sum(-1, keepdim=True) / count) * mask
+    est, ref = est[:, :, None], ref[:, None]  # (batch, n_src, 1, time), (batch, 1, n_src, time)
+    dot = (est * ref).sum(-1, keepdim=True)
+    proj = dot * ref / (ref.pow(2).sum(-1, keepdim=True) + eps)
+    ratio = proj.pow(2).sum(-1) / ((est - proj).pow(2).sum(-1) + eps)
+    return -10 * torch.log10(ratio + eps)
+
+
 def block_rates(n_blocks: int, sample_rate: int, schedule: MultiLoss) -> list[int]:
     """Target rate of each block's estimate (the last block is always at ``sample_rate``).
 
@@ -48,40 +71,60 @@ class SeparationLoss:
     """PIT SI-SNR of the final estimate, averaged with the per-block losses when the separator
     exposes intermediate estimates and ``multiloss`` is not ``off``.
 
-    Call with ``est`` ``(B, n_src, T)``, ``ref`` ``(B, n_src, T)`` and the intermediate estimates
-    (each ``(B, n_src, T)``, blocks 1..K-1); returns the scalar loss.
+    Call with ``est`` ``(B, n_src, T)``, ``ref`` ``(B, n_src, T)``, the intermediate estimates
+    (each ``(B, n_src, T)``, blocks 1..K-1) and, for a padded batch, ``lengths`` ``(B,)`` (the
+    real samples of each item: the padding after them does not count); returns the scalar loss.
     """
 
     def __init__(self, sample_rate: int, multiloss: MultiLoss = "rising-rate") -> None:
         self.sample_rate = sample_rate
         self.multiloss = multiloss
-        self.pit = pit_si_snr_loss()
+        self._pit = pit_si_snr_loss()
+        self._masked_pit = PITLossWrapper(masked_pairwise_neg_si_snr, pit_from="pw_mtx")
+
+    def pit(
+        self, est: torch.Tensor, ref: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """PIT SI-SNR loss of ``(B, n_src, T)`` estimates, masked past ``lengths`` ``(B,)``."""
+        if lengths is None or bool((lengths >= est.shape[-1]).all()):
+            return self._pit(est, ref)  # nothing padded: Asteroid's loss, bit for bit
+        return self._masked_pit(est, ref, lengths=lengths)
 
     def __call__(
-        self, est: torch.Tensor, ref: torch.Tensor, intermediate: list[torch.Tensor] | None = None
+        self,
+        est: torch.Tensor,
+        ref: torch.Tensor,
+        intermediate: list[torch.Tensor] | None = None,
+        lengths: torch.Tensor | None = None,
     ) -> torch.Tensor:
         # YAML reads a bare `off` as false; both mean "final estimate only".
         multi = self.multiloss not in ("off", False)
         blocks = [*(intermediate or []), est] if multi else [est]
         rates = block_rates(len(blocks), self.sample_rate, self.multiloss)
         losses = [
-            self.pit(e.float(), band_limit(ref, self.sample_rate, r))
+            self.pit(e.float(), band_limit(ref, self.sample_rate, r), lengths)
             for e, r in zip(blocks, rates, strict=True)
         ]
         return torch.stack(losses).mean()
 
     def for_system(
-        self, system: torch.nn.Module, est: torch.Tensor, ref: torch.Tensor, staged: bool = False
+        self,
+        system: torch.nn.Module,
+        est: torch.Tensor,
+        ref: torch.Tensor,
+        staged: bool = False,
+        lengths: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The training loss of a :class:`~sfsrnet.system.SeparationSystem` after its forward.
 
         Without SR: this loss of ``est``. With SR (PAPER.md): the separator's loss (per block when
         it has intermediate estimates) plus the PIT SI-SNR loss of the SR output; ``staged``
-        (separator frozen) leaves only the SR term.
+        (separator frozen) leaves only the SR term. ``lengths`` as for :meth:`__call__`.
         """
         if system.sr is None:
-            return self(est, ref, system.intermediate_estimates)
-        sr_loss = self.pit(est.float(), ref)
+            return self(est, ref, system.intermediate_estimates, lengths)
+        sr_loss = self.pit(est.float(), ref, lengths)
         if staged:
             return sr_loss
-        return self(system.separator_estimate, ref, system.intermediate_estimates) + sr_loss
+        separator = self(system.separator_estimate, ref, system.intermediate_estimates, lengths)
+        return separator + sr_loss

@@ -24,7 +24,7 @@ from sfsrnet.checkpoint import (
     save_checkpoint,
     system_spec,
 )
-from sfsrnet.data.folder import SeparationFolder
+from sfsrnet.data.loaders import train_loaders
 from sfsrnet.errors import ConfigError
 from sfsrnet.losses import SeparationLoss, pit_si_snr_loss
 from sfsrnet.tracking import cell_run
@@ -92,20 +92,7 @@ def train_cell(config: dict[str, Any], out_dir: str | Path, threads: int | None 
     device = resolve_device(train_cfg["device"])
     generator = seed_everything(int(config["seed"]))
     spec = system_spec(config)
-    root = config["data"]["root"]
-    if root is None:
-        raise ConfigError(
-            "data.root is not set: make the corpus first (python -m sfsrnet make-corpus)"
-        )
-    train_set = SeparationFolder(
-        root,
-        "train",
-        spec["n_src"],
-        spec["sample_rate"],
-        segment=train_cfg["segment"] or None,
-        random_crop=True,
-    )
-    valid_set = SeparationFolder(root, "valid", spec["n_src"], spec["sample_rate"])
+    train_loader, valid_loader = train_loaders(config, generator)
     system = build_system(spec)
     staged = system.sr is not None and config["sr"]["training"] == "staged"
     init_from = config["sr"]["init_from"]
@@ -121,15 +108,6 @@ def train_cell(config: dict[str, Any], out_dir: str | Path, threads: int | None 
     system = system.to(device)
     n_params = sum(p.numel() for p in system.parameters())
     n_params_sr = sum(p.numel() for p in system.sr.parameters()) if system.sr is not None else 0
-    train_loader = DataLoader(
-        train_set,
-        batch_size=train_cfg["batch_size"],
-        shuffle=True,
-        drop_last=len(train_set) > train_cfg["batch_size"],
-        generator=generator,
-        num_workers=train_cfg["num_workers"],
-    )
-    valid_loader = DataLoader(valid_set, batch_size=1, num_workers=train_cfg["num_workers"])
     trainable = [p for p in system.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(
         trainable, lr=train_cfg["lr"], weight_decay=train_cfg["weight_decay"]
@@ -167,12 +145,12 @@ def train_cell(config: dict[str, Any], out_dir: str | Path, threads: int | None 
                 mininterval=2.0,
                 leave=False,
             )
-            for mix, ref, _ in bar:
+            for mix, ref, lengths in bar:
                 t0 = time.perf_counter()
                 mix, ref = mix.to(device), ref.to(device)
                 with autocast():
                     est = system(mix)
-                loss = loss_fn.for_system(system, est, ref, staged)
+                loss = loss_fn.for_system(system, est, ref, staged, lengths=lengths)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if train_cfg["clip_grad_norm"]:

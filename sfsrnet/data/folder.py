@@ -1,10 +1,17 @@
-"""A corpus in the generic layout ``<root>/<split>/{mix,s1,s2[,s3]}/<name>.wav``."""
+"""A corpus in the generic layout ``<root>/<split>/{mix,s1,s2[,s3]}/<name>.wav``.
+
+The embedded corpus and every prepared real corpus are in this layout, with a table
+``<root>/<split>.csv`` beside each split (columns ``mixture_id``, ``length`` in samples and
+``s<c>_speaker``) that :func:`split_table` reads.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import soundfile as sf
 import torch
 from torch.utils.data import Dataset
 
@@ -12,17 +19,45 @@ from sfsrnet.audio import read_wav
 from sfsrnet.errors import DataError
 
 
+def split_table(root: str | Path, split: str, names: list[str], n_src: int) -> pd.DataFrame:
+    """Length (samples) and speakers of each mixture of a split, indexed by file stem.
+
+    From ``<root>/<split>.csv`` when it has them; lengths otherwise from the file headers and
+    speakers unknown (each source its own speaker).
+    """
+    stems = [Path(n).stem for n in names]
+    path = Path(root) / f"{split}.csv"
+    speakers = [f"s{c + 1}_speaker" for c in range(n_src)]
+    if path.is_file():
+        table = pd.read_csv(path, dtype={"mixture_id": str, **dict.fromkeys(speakers, str)})
+        if {"mixture_id", "length", *speakers} <= set(table.columns):
+            table = table.set_index("mixture_id")
+            if set(stems) <= set(table.index):
+                return table.loc[stems, ["length", *speakers]]
+    folder = Path(root) / split
+    table = pd.DataFrame(
+        {
+            "length": [sf.info(str(folder / "mix" / n)).frames for n in names],
+            **{s: [f"?{stem}/{s[:2]}" for stem in stems] for s in speakers},
+        },
+        index=pd.Index(stems, name="mixture_id"),
+    )
+    return table
+
+
 class SeparationFolder(Dataset):
     """Mixtures and their sources from one split of a generic-layout corpus.
 
     Items are ``(mix, ref, name)`` with ``mix`` ``(time,)`` and ``ref`` ``(n_src, time)``. With
-    ``segment`` (seconds) longer items are cropped (randomly when ``random_crop``) and shorter ones
-    zero-padded, so that they batch, as training needs; without it items keep their full length,
-    as evaluation needs.
+    ``segment`` (seconds) longer items are cropped (randomly when ``random_crop``), shorter ones
+    keep their length (:func:`sfsrnet.data.loaders.pad_collate` pads a batch and keeps the
+    lengths, so that the loss ignores the padding); without it items keep their full length, as
+    evaluation needs.
 
     Args:
         root: corpus folder. split: sub-folder name. n_src: number of sources to read.
         sample_rate: expected rate of every file; another rate is an error.
+        min_length: leave out mixtures shorter than this (seconds).
     """
 
     def __init__(
@@ -34,6 +69,7 @@ class SeparationFolder(Dataset):
         segment: float | None = None,
         random_crop: bool = False,
         limit: int | None = None,
+        min_length: float | None = None,
     ) -> None:
         self.root = Path(root)
         self.folder = self.root / split
@@ -56,6 +92,15 @@ class SeparationFolder(Dataset):
             missing = [n for n in names if not (src_dir / n).is_file()]
             if missing:
                 raise DataError(f"{src_dir / missing[0]} is missing ({len(missing)} files missing)")
+        if min_length:
+            lengths = split_table(self.root, split, names, n_src)["length"].to_numpy()
+            keep = lengths >= round(min_length * sample_rate)
+            if not keep.any():
+                raise DataError(
+                    f"every mixture of {mix_dir} is shorter than data.min_train_length "
+                    f"({min_length} s)"
+                )
+            names = [n for n, k in zip(names, keep, strict=True) if k]
         self.names = names[:limit] if limit else names
 
     def __len__(self) -> int:
@@ -79,7 +124,4 @@ class SeparationFolder(Dataset):
                 start = int(np.random.randint(mix.shape[0] - self.segment + 1))
             mix = mix[start : start + self.segment]
             ref = ref[:, start : start + self.segment]
-        elif self.segment is not None and mix.shape[0] < self.segment:
-            pad = self.segment - mix.shape[0]
-            mix, ref = np.pad(mix, (0, pad)), np.pad(ref, ((0, 0), (0, pad)))
         return torch.from_numpy(mix), torch.from_numpy(ref), Path(name).stem

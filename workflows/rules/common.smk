@@ -3,6 +3,7 @@ import copy
 import hashlib
 import itertools
 import json
+import os
 import posixpath
 import re
 import sys
@@ -78,13 +79,61 @@ def _preset(path, preset, key):
     return dict(presets[preset] or {})
 
 
-def corpus_dir(data):
-    """The corpus folder: data.root, or a cache folder named by a hash of the data section."""
-    if data["root"]:
-        return data["root"]
-    spec = {k: v for k, v in data.items() if k != "root"}
+# The folder of a real corpus when data.root is null (as sfsrnet.data.corpora.ENV_VARS).
+CORPUS_ENV = {
+    "folder": "SFSRNET_FOLDER",
+    "wsj0-2mix": "SFSRNET_WSJ0_MIX",
+    "wsj0-3mix": "SFSRNET_WSJ0_MIX",
+    "libri2mix": "SFSRNET_LIBRIMIX",
+    "libri3mix": "SFSRNET_LIBRIMIX",
+    "wham": "SFSRNET_WHAM",
+}
+# The data keys that shape the corpus a cell reads; the others act at training time.
+CORPUS_KEYS = {
+    "embedded": ("corpus", "sample_rate", "n_src", "embedded"),
+    "real": (
+        "corpus",
+        "root",
+        "sample_rate",
+        "n_src",
+        "mix_length",
+        "task",
+        "librimix",
+        "use_8k_files",
+    ),
+}
+
+
+def _cache_dir(data, keys):
+    spec = {k: data[k] for k in keys}
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
     return f"{RESULTS}/data/{data['corpus']}-{key}"
+
+
+def corpus_dir(data):
+    """Resolve a cell's corpus in its data section; returns the folder the cell reads.
+
+    embedded: data.root, or a cache folder named by a hash of the corpus settings. Real corpora:
+    data.root (or its environment variable) must exist; it is made absolute, and data.prepared
+    (the checked corpus at the study rate, made by rule make_corpus) defaults to a cache folder.
+    """
+    if data["corpus"] == "embedded":
+        data["root"] = data["root"] or _cache_dir(data, CORPUS_KEYS["embedded"])
+        return data["root"]
+    var = CORPUS_ENV[data["corpus"]]
+    root = data["root"] or os.environ.get(var)
+    if not root:
+        raise WorkflowError(
+            f"data.root is not set for the {data['corpus']} corpus and the environment "
+            f"variable {var} is not set either: point one of them at the corpus folder"
+        )
+    if not Path(root).expanduser().is_dir():
+        raise WorkflowError(
+            f"data.root = {root}: the {data['corpus']} corpus folder does not exist"
+        )
+    data["root"] = str(Path(root).expanduser().resolve())
+    data["prepared"] = data["prepared"] or _cache_dir(data, CORPUS_KEYS["real"])
+    return data["prepared"]
 
 
 def _excluded(axes, exclude):
@@ -132,7 +181,7 @@ def expand_grid(config):
         }
         sr = cell["sr"]
         sr["args"] = {**_preset(SR_PRESETS, sr["preset"], "sr.preset"), **sr["args"]}
-        cell["data"]["root"] = corpus_dir(cell["data"])
+        corpus_dir(cell["data"])
         name = (
             posixpath.join(*(_label(a, v) for a, v in axes.items()))
             if axes
@@ -180,7 +229,7 @@ def init_checkpoint(wildcards):
 
 
 CELLS = expand_grid(config)
-CORPORA = {c["data"]["root"]: c["data"] for c in CELLS.values()}
+CORPORA = {corpus_dir(c["data"]): c["data"] for c in CELLS.values()}
 
 
 wildcard_constraints:
@@ -189,7 +238,7 @@ wildcard_constraints:
 
 
 def cell_corpus(wildcards):
-    return f"{CELLS[wildcards.cell]['data']['root']}/manifest.json"
+    return f"{corpus_dir(CELLS[wildcards.cell]['data'])}/manifest.json"
 
 
 def all_targets():

@@ -1,5 +1,7 @@
-# The corpus of every cell, made once per distinct data section. Its folder is named by a hash
-# of that section; the spec file beside it is what make-corpus reads.
+# The corpus of every cell, made once per distinct corpus setting: the embedded corpus is
+# synthesised; a real one (wsj0-mix, LibriMix, WHAM!, a folder) is checked and prepared at the
+# study's sample rate (resampled from its 16 kHz files, or linked). Its folder is named by a hash
+# of those settings; the spec file beside it is what make-corpus reads.
 
 
 rule corpus_spec:

@@ -81,7 +81,20 @@ def validate(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
         err = errors[0]
         more = f" ({len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
         raise ConfigError(f"{source}: bad value for key {error_path(err)}: {err.message}{more}")
+    _check_consistency(config, source)
     return config
+
+
+def _check_consistency(config: dict[str, Any], source: str) -> None:
+    """Rules that span keys, which the schema cannot state (a grid's cells are checked by the
+    workflow when it expands them)."""
+    rate, factor = config["data"]["sample_rate"], config["system"]["factor"]
+    if config["system"]["mode"] == "resample" and rate % factor:
+        fitting = [d for d in range(1, 17) if rate % d == 0]
+        raise ConfigError(
+            f"{source}: system.factor {factor} does not divide data.sample_rate {rate} Hz, so "
+            f"the separator would run at {rate / factor:g} Hz; factors up to 16 that do: {fitting}"
+        )
 
 
 def get(config: dict[str, Any], dotted: str) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -129,17 +130,25 @@ def _read(path: str | Path, what: str) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        # torch's message is several paragraphs of advice; its first line names the object.
-        detail = str(err).strip().splitlines()
-        culprit = next((line for line in detail if "Unsupported global" in line), "")
+        # torch's message is paragraphs of advice; the object it refused is what matters here.
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        if found is None:
+            raise DataError(
+                f"{what} {path} is not a readable PyTorch checkpoint (damaged, or not written by "
+                "torch.save)"
+            ) from err
         raise DataError(
-            f"{what} {path} holds pickled Python objects besides tensors and plain data, so it "
-            f"is refused (loaded with weights_only=True, which never runs code from a file); "
-            f"{culprit.strip() or 'it was not written by sfsrnet'}"
+            f"{what} {path} holds a pickled {found.group(1)} besides tensors and plain data, so "
+            "it is refused (sfsrnet loads checkpoints with weights_only=True, which never runs "
+            "code from a file); save only state_dict tensors and plain values"
         ) from err
     except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"{what} {path} is not a PyTorch checkpoint file: {first}") from err
+        # A file cut short (torch's RuntimeError says where) or another file (a bare KeyError).
+        detail = f": {str(err).split('. ')[0].strip()}" if isinstance(err, RuntimeError) else ""
+        raise DataError(
+            f"{what} {path} is not a readable PyTorch checkpoint (damaged, or not written by "
+            f"torch.save){detail}"
+        ) from err
     if not isinstance(payload, dict):
         raise DataError(f"{what} {path} holds a {type(payload).__name__}, not a mapping of tensors")
     return payload

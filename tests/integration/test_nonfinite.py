@@ -8,6 +8,7 @@ The failure comes from a separator registered by a module of the user's own
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,6 +16,8 @@ import torch
 import yaml
 
 from sfsrnet.__main__ import main
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
 
 pytestmark = pytest.mark.slow
 
@@ -58,6 +61,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(run, tmp_path):
     assert last["epoch"] == 1 and best["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values())
     assert not (tmp_path / "cell" / "train.json").exists()
+    # The message as docs/errors.md shows it.
+    shown = message.replace(str(tmp_path / "cell"), "<cell dir>").replace(CELL, "<cell>")
+    assert f"| `{shown.split(' (run with')[0]}` |" in DOC.read_text()
 
 
 def test_infinite_gradient_stops_before_any_update(run, tmp_path):

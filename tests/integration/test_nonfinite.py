@@ -8,6 +8,7 @@ The failure comes from a separator registered by a module of the user's own
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +23,16 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
 pytestmark = pytest.mark.slow
 
 CELL = "probe/ds1/seed0"
+
+
+@pytest.fixture(autouse=True)
+def _forget_the_probe():
+    """The probe registers itself when a config imports it; unregister it after each test."""
+    yield
+    from sfsrnet.registry import _FACTORIES
+
+    _FACTORIES.pop("probe", None)
+    sys.modules.pop("probe_separator", None)
 
 
 @pytest.fixture

@@ -221,3 +221,52 @@ def test_same_seed_gives_identical_training_another_seed_does_not(config, tmp_pa
     wa, wc = _weights(tmp_path / "a" / "checkpoint.pt"), _weights(tmp_path / "c" / "checkpoint.pt")
     assert any(not torch.equal(wa[k], wc[k]) for k in wa)
     assert json.loads((tmp_path / "c" / "train.json").read_text())["seed"] == 1
+
+
+def _scores(monkeypatch, values: list[float]) -> None:
+    """Validation returns these scores, one an epoch, then the run is killed."""
+    left = iter(values)
+
+    def validate(*args, **kwargs):
+        value = next(left, None)
+        if value is None:
+            raise _Killed
+        return value
+
+    monkeypatch.setattr(train_module, "validate", validate)
+
+
+def test_an_earlier_best_epoch_survives_the_loss_of_checkpoint_pt(config, tmp_path, monkeypatch):
+    """Validation worsens after epoch 1, so checkpoint.pt holds epoch 1's weights; killed in
+    epoch 3 with checkpoint.pt removed (as Snakemake does), the resumed run writes it back."""
+    quick = {
+        **config,
+        "system": {**config["system"], "factor": 2},
+        "separator": {
+            **config["separator"],
+            "args": {**config["separator"]["args"], "n_repeats": 1},
+        },
+    }
+    _scores(monkeypatch, [-1.0, -2.0, -3.0])
+    train_cell(quick, tmp_path / "whole", threads=1)
+    assert torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+
+    _scores(monkeypatch, [-1.0, -2.0])
+    with pytest.raises(_Killed):
+        train_cell(quick, tmp_path / "resumed", threads=1)
+    (tmp_path / "resumed" / "checkpoint.pt").unlink()
+    _scores(monkeypatch, [-3.0])
+    train_cell(quick, tmp_path / "resumed", threads=1)
+    for name in ("checkpoint.pt", "last.pt"):
+        _assert_same_weights(tmp_path / "resumed" / name, tmp_path / "whole" / name)
+    assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+
+
+def test_last_pt_holds_everything_to_resume_as_plain_data(uninterrupted):
+    """Loaded with weights_only=True: tensors and plain values only, no pickled objects."""
+    payload = torch.load(uninterrupted / "last.pt", weights_only=True)
+    state = payload["resume"]
+    assert {"optimizer", "scheduler", "rows", "best", "step_times", "identity"} <= set(state)
+    assert set(state["rng"]) >= {"python", "numpy", "torch", "data_order"}
+    assert payload["epoch"] == 3 and [r["epoch"] for r in state["rows"]] == [1, 2, 3]
+    assert torch.load(uninterrupted / "checkpoint.pt", weights_only=True)["format"] == 1

@@ -23,11 +23,12 @@ from sfsrnet.errors import SfsrnetError
 log = logging.getLogger("sfsrnet")
 
 
-def _write_provenance(out: Path, command: str) -> None:
+def _write_provenance(out: Path, command: str, **extra: object) -> None:
     from sfsrnet.provenance import provenance
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"provenance_{command}.json").write_text(json.dumps(provenance(), indent=2))
+    record = {**provenance(), **extra}
+    (out / f"provenance_{command}.json").write_text(json.dumps(record, indent=2))
 
 
 def _threads(value: int | None) -> None:
@@ -74,9 +75,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     from sfsrnet.train import train_cell
 
     config = cfg.load(args.config)
+    if args.no_resume:
+        config["train"]["resume"] = False
     out = Path(args.out)
     _threads(args.threads)
-    _write_provenance(out, "train")
+    _write_provenance(out, "train", seed=config["seed"])
     summary = train_cell(config, out)
     print(
         f"trained: best valid SI-SNR {summary['best_valid_si_snr']:.2f} dB "
@@ -230,6 +233,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--config", required=True, help="the cell's resolved config YAML")
     s.add_argument("--out", required=True, help="cell folder for checkpoint, log and summary")
     s.add_argument("--threads", type=int, help="torch CPU threads")
+    s.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="start over even when OUT/last.pt holds an unfinished training of this config",
+    )
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("evaluate", help="score a checkpoint on a corpus split")
@@ -307,7 +315,14 @@ def main(argv: list[str] | None = None) -> int:
     except SfsrnetError as err:
         if args.debug:
             raise
-        message = textwrap.fill(f"error: {err}", width=100, subsequent_indent="  ")
+        # Paths stay whole (no breaks at hyphens), so they can be copied from the terminal.
+        message = textwrap.fill(
+            f"error: {err}",
+            width=100,
+            subsequent_indent="  ",
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
         print(f"{message}\n  (run with --debug for the traceback)", file=sys.stderr)
         return 2
     return 0

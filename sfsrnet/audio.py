@@ -66,6 +66,9 @@ def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises several types for broken files
         raise DataError(f"audio file {path} cannot be read: {err}") from err
+    truncated = _wav_truncation(path)
+    if truncated:
+        raise DataError(f"audio file {path} is truncated: {truncated}")
     if data.shape[1] != 1:
         raise DataError(f"audio file {path} has {data.shape[1]} channels; mono is required")
     if data.shape[0] == 0:
@@ -73,6 +76,30 @@ def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
     if not np.isfinite(data).all():
         raise DataError(f"audio file {path} contains NaN or infinite samples")
     return data[:, 0], int(rate)
+
+
+def _wav_truncation(path: Path) -> str | None:
+    """For a RIFF/WAVE file whose data chunk is shorter than its header says (a copy cut short):
+    what is missing. libsndfile reads such files without complaint, just shorter."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+            return None
+        order = "little" if head[:4] == b"RIFF" else "big"
+        pos = 12
+        while pos + 8 <= size:
+            fh.seek(pos)
+            chunk = fh.read(8)
+            declared = int.from_bytes(chunk[4:8], order)
+            if chunk[:4] == b"data":
+                have = size - pos - 8
+                # 0 and 0xFFFFFFFF mark streamed files whose writer never knew the length.
+                if have < declared and declared not in (0, 0xFFFFFFFF):
+                    return f"its header announces {declared} bytes of samples, it holds {have}"
+                return None
+            pos += 8 + declared + (declared & 1)
+    return None
 
 
 def write_wav(path: str | Path, wav: np.ndarray | torch.Tensor, sample_rate: int) -> None:

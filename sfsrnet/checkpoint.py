@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +69,22 @@ def save_checkpoint(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in system.state_dict().items()}
-    payload = {"format": FORMAT, "spec": spec, "state_dict": state, **extra}
+    write_payload(path, {"format": FORMAT, "spec": spec, "state_dict": state, **extra})
+
+
+def write_payload(path: str | Path, payload: dict[str, Any]) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then an atomic rename onto it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        with tmp.open("wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())  # on disk before the rename, should the node go down
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_separator_weights(system: SeparationSystem, path: str | Path) -> dict[str, Any]:
@@ -83,9 +97,10 @@ def load_separator_weights(system: SeparationSystem, path: str | Path) -> dict[s
     raw = _read(path, "separator weights (sr.init_from)")
     if "format" not in raw:
         try:
-            system.separator.load_state_dict(raw)
-        except RuntimeError as err:
-            raise ConfigError(f"sr.init_from {path} does not fit this separator: {err}") from err
+            _load_state(system.separator, raw, f"sr.init_from {path}")
+        except RuntimeError as err:  # shapes differ
+            first = str(err).strip().splitlines()[-1].strip()
+            raise ConfigError(f"sr.init_from {path} does not fit this separator: {first}") from err
         return {"state_dict": raw}
     payload = _check_format(raw, path)
     keys = ("separator", "separator_args", "n_src", "sample_rate", "factor", "mode")
@@ -96,31 +111,89 @@ def load_separator_weights(system: SeparationSystem, path: str | Path) -> dict[s
         )
     prefix = "separator."
     state = {k[len(prefix) :]: v for k, v in payload["state_dict"].items() if k.startswith(prefix)}
-    system.separator.load_state_dict(state)
+    try:
+        _load_state(system.separator, state, f"sr.init_from {path}")
+    except RuntimeError as err:
+        raise DataError(f"sr.init_from {path}: {str(err).strip().splitlines()[-1]}") from err
     return payload
 
 
 def _read(path: str | Path, what: str) -> dict[str, Any]:
-    """``torch.load`` with ``weights_only=True``; a missing or unreadable file is a DataError."""
+    """``torch.load`` with ``weights_only=True``; a missing or unreadable file is a DataError.
+
+    ``weights_only`` refuses pickled Python objects (they could run code on loading): such a file
+    is reported as not one of ours, never unpickled.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{what} {path} does not exist")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch's message is paragraphs of advice; the object it refused is what matters here.
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        if found is None:
+            raise DataError(
+                f"{what} {path} is not a readable PyTorch checkpoint (damaged, or not written by "
+                "torch.save)"
+            ) from err
+        raise DataError(
+            f"{what} {path} holds a pickled {found.group(1)} besides tensors and plain data, so "
+            "it is refused (sfsrnet loads checkpoints with weights_only=True, which never runs "
+            "code from a file); save only state_dict tensors and plain values"
+        ) from err
     except Exception as err:
-        raise DataError(f"{what} {path} cannot be loaded: {err}") from err
+        # A file cut short (torch's RuntimeError says where) or another file (a bare KeyError).
+        detail = f": {str(err).split('. ')[0].strip()}" if isinstance(err, RuntimeError) else ""
+        raise DataError(
+            f"{what} {path} is not a readable PyTorch checkpoint (damaged, or not written by "
+            f"torch.save){detail}"
+        ) from err
+    if not isinstance(payload, dict):
+        raise DataError(f"{what} {path} holds a {type(payload).__name__}, not a mapping of tensors")
+    return payload
 
 
 def _check_format(payload: dict[str, Any], path: str | Path) -> dict[str, Any]:
-    if payload.get("format") != FORMAT:
-        raise DataError(f"checkpoint {path} has format {payload.get('format')}, expected {FORMAT}")
+    if "format" not in payload:
+        raise DataError(
+            f"checkpoint {path} is not an sfsrnet checkpoint (no 'format' entry; a bare "
+            "state_dict can only start a separator, through sr.init_from)"
+        )
+    if payload["format"] != FORMAT:
+        raise DataError(
+            f"checkpoint {path} has format {payload['format']!r}; this version of sfsrnet "
+            f"reads format {FORMAT}"
+        )
     return payload
+
+
+def _load_state(module: torch.nn.Module, state: dict[str, Any], what: str) -> None:
+    """``load_state_dict`` whose error names a few missing / unexpected keys in one line."""
+    result = module.load_state_dict(state, strict=False)
+    bad = {"missing": result.missing_keys, "unexpected": result.unexpected_keys}
+    if any(bad.values()):
+        parts = [
+            f"{len(keys)} {kind} key(s) ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
+            for kind, keys in bad.items()
+            if keys
+        ]
+        raise ConfigError(f"{what}: the weights do not fit the model: {'; '.join(parts)}")
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The payload of a harness checkpoint (``weights_only=True``), its format checked."""
+    return _check_format(_read(path, "checkpoint"), path)
 
 
 def load_checkpoint(path: str | Path) -> tuple[SeparationSystem, dict[str, Any]]:
     """Rebuild the system stored at ``path``; returns it (eval mode, CPU) and the whole payload."""
-    payload = _check_format(_read(path, "checkpoint"), path)
+    payload = read_checkpoint(path)
     system = build_system(payload["spec"])
-    system.load_state_dict(payload["state_dict"])
+    try:
+        _load_state(system, payload["state_dict"], f"checkpoint {path}")
+    except (RuntimeError, ConfigError) as err:
+        detail = str(err).strip().splitlines()[-1].strip()
+        raise DataError(f"checkpoint {path} is damaged: {detail}") from err
     system.eval()
     return system, payload

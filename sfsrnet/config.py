@@ -33,7 +33,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"config file {path} is not valid YAML: {problem}{where}") from err
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
     return data
@@ -81,7 +84,20 @@ def validate(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
         err = errors[0]
         more = f" ({len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
         raise ConfigError(f"{source}: bad value for key {error_path(err)}: {err.message}{more}")
+    _check_consistency(config, source)
     return config
+
+
+def _check_consistency(config: dict[str, Any], source: str) -> None:
+    """Rules that span keys, which the schema cannot state (a grid's cells are checked by the
+    workflow when it expands them)."""
+    rate, factor = config["data"]["sample_rate"], config["system"]["factor"]
+    if config["system"]["mode"] == "resample" and rate % factor:
+        fitting = [d for d in range(1, 17) if rate % d == 0]
+        raise ConfigError(
+            f"{source}: system.factor {factor} does not divide data.sample_rate {rate} Hz, so "
+            f"the separator would run at {rate / factor:g} Hz; factors up to 16 that do: {fitting}"
+        )
 
 
 def get(config: dict[str, Any], dotted: str) -> Any:

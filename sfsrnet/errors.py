@@ -13,3 +13,8 @@ class ConfigError(SfsrnetError):
 
 class DataError(SfsrnetError):
     """A corpus file or folder is missing or not what it should be; the message names the file."""
+
+
+class TrainingError(SfsrnetError):
+    """Training cannot go on (a non-finite loss or gradient); the message names the cell, epoch
+    and step, and says which checkpoint was kept."""

@@ -9,6 +9,9 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+# Imported by the tests that use it (as a user's `separator.module`), never by collection: on
+# import it registers a separator, which must not leak into other tests.
+collect_ignore = ["integration/probe_separator.py"]
 
 # Two cores: keep BLAS and torch to one thread so parallel work does not oversubscribe.
 os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -108,3 +108,31 @@ def test_voices_of_one_talker_share_an_identity():
     assert tts.speaker_identity("espeak", "en-us+m3") == tts.speaker_identity("espeak", "en+m3")
     assert tts.speaker_identity("flite", "kal16") == tts.speaker_identity("festival", "kal_diphone")
     assert tts.speaker_identity("flite", "slt") != tts.speaker_identity("flite", "awb")
+
+
+@pytest.mark.slow
+def test_two_processes_making_one_corpus_leave_one_intact_copy(tmp_path):
+    """Two `make-corpus` jobs on the same folder at once: one builds, the other waits and reuses."""
+    import os
+    import subprocess
+    import sys
+
+    data = {"embedded": {"n_train": 4, "n_valid": 2, "n_test": 2, "segment": 0.5, "seed": 3}}
+    spec = CorpusSpec.from_config(data)
+    (tmp_path / "spec.yaml").write_text(json.dumps({"data": data}))
+    out = tmp_path / "corpus"
+    cmd = [sys.executable, "-m", "sfsrnet", "make-corpus", "--config", str(tmp_path / "spec.yaml")]
+    cmd += ["--out", str(out), "--jobs", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    jobs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
+    logs = [job.communicate()[0] for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0], logs
+    assert sum("is up to date" in log for log in logs) == 1, logs
+    assert read_manifest(out)["key"] == spec.key()
+    for split in SPLITS:
+        for sub in ("mix", "s1", "s2"):
+            assert len(list((out / split / sub).glob("*.wav"))) == spec.n_mixtures(split)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "corpus.lock", "spec.yaml"]

@@ -192,6 +192,12 @@ def expand_grid(config):
             validate(cell, "../schemas/config.schema.yaml")
         except WorkflowError as err:
             raise WorkflowError(f"cell {name}: the grid gives an invalid config", err)
+        rate, factor = cell["data"]["sample_rate"], cell["system"]["factor"]
+        if cell["system"]["mode"] == "resample" and rate % factor:
+            raise WorkflowError(
+                f"cell {name}: system.factor {factor} does not divide data.sample_rate "
+                f"{rate} Hz, so the separator would not run at a whole number of Hz"
+            )
         cells[name] = cell
     if not cells:
         raise WorkflowError("the grid and exclude of the config leave no cell to run")

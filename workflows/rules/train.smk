@@ -16,6 +16,8 @@ rule cell_config:
         "../scripts/write_yaml.py"
 
 
+# last.pt (written after every epoch) is deliberately not an output: Snakemake removes the outputs
+# of a failed or killed job, and last.pt must survive so that the rerun resumes from it.
 rule train:
     input:
         config=f"{STUDY_DIR}/cells/{{cell}}/config.yaml",

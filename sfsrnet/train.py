@@ -94,8 +94,9 @@ def check_split_files(root: str | Path, split: str, n_src: int, sample_rate: int
 
     Checks that the folders of the mixtures and of ``n_src`` sources exist with the same names,
     and that every file is a readable, complete, mono wav at ``sample_rate`` with finite samples,
-    as long as its mixture, and no source silent. Raises :class:`DataError` naming the file; returns the number of
-    mixtures. (Reading the default corpus's 5400 files takes about half a second.)
+    as long as its mixture, and that no source is silent. Raises :class:`DataError` naming the
+    file; returns the number of mixtures. (Reading the default corpus's 5400 files takes about
+    half a second.)
     """
     folder = Path(root) / split
     mix_dir = folder / "mix"

@@ -113,14 +113,18 @@ def test_checkpoint_reloads_to_identical_output(cell, tmp_path):
 def test_mlflow_holds_one_run_with_params_and_metrics(cell):
     from mlflow.tracking import MlflowClient
 
-    from sfsrnet.tracking import tracking_uri
+    from sfsrnet.tracking import study_runs, tracking_uri
 
     config, _ = cell
     client = MlflowClient(tracking_uri=tracking_uri(config))
     exp = client.get_experiment_by_name(config["study"])
-    runs = client.search_runs([exp.experiment_id])
+    assert len(client.search_runs([exp.experiment_id])) == 2  # the study's and the cell's
+    parent, runs = study_runs(tracking_uri(config), config["study"])
     assert len(runs) == 1
     run = runs[0]
+    assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "metrics.csv", "bands.csv", "cost.json", "train_log.csv"} <= artifacts
     assert run.data.tags["sfsrnet.cell"] == "convtasnet/ds2"
     assert run.data.params["system.factor"] == "2"
     assert {"valid_si_snr", "train_loss", "si_snr_i", "sdr_i"} <= set(run.data.metrics)
@@ -131,11 +135,13 @@ def test_mlflow_holds_one_run_with_params_and_metrics(cell):
 def test_report_rebuilds_the_ablation_table(cell):
     _, cell_dir = cell
     paths = build_report(cell_dir.parents[2])
-    ablation = pd.read_csv(paths["ablation_csv"])
+    cells = pd.read_csv(paths["cells_csv"])
     summary = json.loads((cell_dir / "summary.json").read_text())
-    assert len(ablation) == 1
-    assert ablation.si_snr_i[0] == pytest.approx(summary["si_snr_i"], abs=1e-5)
-    assert "convtasnet/ds2" in paths["ablation_md"].read_text()
+    assert len(cells) == 1
+    assert cells.si_snr_i[0] == pytest.approx(summary["si_snr_i"], abs=1e-5)
+    assert "convtasnet/ds2" in paths["cells_md"].read_text()
+    ablation = pd.read_csv(paths["ablation_csv"])
+    assert ablation.si_snr_i_off[0] == pytest.approx(summary["si_snr_i"], abs=1e-5)
 
 
 def test_staged_sr_trains_sr_and_leaves_the_separator_untouched(cell, tmp_path):

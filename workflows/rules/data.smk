@@ -1,5 +1,6 @@
 # The corpus of every cell, made once per distinct data section. Its folder is named by a hash
-# of that section; the spec file beside it is what make-corpus reads.
+# of that section; the spec file beside it is what make-corpus reads. Both are local rules: on a
+# cluster the corpus is made where snakemake runs, on the shared filesystem, before any job.
 
 
 rule corpus_spec:
@@ -23,9 +24,10 @@ rule make_corpus:
         "{corpus}/manifest.json",
     log:
         "{corpus}.log",
+    localrule: True
     conda:
         ENV
-    threads: workflow.cores
+    threads: LOCAL_CORES
     params:
         cli=SFSRNET,
         out=lambda w: w.corpus,

@@ -35,9 +35,13 @@ SUBMITTED = ("train", "evaluate")  # every other rule is a local rule
 
 def _slurm_problem() -> str | None:
     """Why no SLURM cluster can run the test here, or None when one can."""
-    for tool in ("sbatch", "sinfo", "sacct"):
+    for tool in ("sbatch", "sinfo", "sacct", "scontrol"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed"
+    # Answers at once; sinfo would retry for seconds when no slurmctld runs.
+    ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True)
+    if ping.returncode != 0:
+        return f"slurmctld does not answer: {' '.join(ping.stdout.split()[:5])}"
     nodes = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
     if nodes.returncode != 0:
         return f"sinfo cannot reach slurmctld: {nodes.stderr.strip()}"

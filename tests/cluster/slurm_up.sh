@@ -6,7 +6,7 @@
 #
 # Needs Debian's slurm-wlm, slurmdbd, munge and mariadb-server (tests/cluster/run.sh installs
 # them). The node gets the CPUs and memory that `slurmd -C` detects, and a gpu GRES per NVIDIA
-# device when /dev/nvidia[0-9]* exist. Writes /etc/slurm/{slurm,slurmdbd,cgroup}.conf (refusing to
+# device when /dev/nvidia[0-9]* exist. Writes /etc/slurm/{slurm,slurmdbd,gres}.conf (refusing to
 # replace files it did not write: this is for a test machine, not for a real cluster) and keeps
 # state and logs in $SFSRNET_SLURM_DIR (default /var/tmp/sfsrnet-slurm).
 #
@@ -150,6 +150,8 @@ AccountingStoreFlags=job_comment
 JobCompType=jobcomp/none
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
+# Cores are allocated, memory is not: the profiles' memory sizes are meant for real studies and
+# would let one training at a time run here (a job still needs a node with that much memory).
 SelectTypeParameters=CR_Core
 MpiDefault=none
 ReturnToService=2
@@ -166,11 +168,6 @@ CONF
     cat "$state/gres.conf.new"
 } | write_conf "$etc/gres.conf" 644
 rm -f "$state/gres.conf.new"
-write_conf "$etc/cgroup.conf" 644 <<CONF
-$marker
-# Not used (proctrack/linuxproc, task/none); present because slurmd looks for it.
-CgroupPlugin=autodetect
-CONF
 write_conf "$etc/slurmdbd.conf" 600 <<CONF
 $marker
 AuthType=auth/munge

@@ -33,6 +33,11 @@ PROFILES = REPO / "workflows" / "profiles"
 SUBMITTED = ("train", "evaluate")  # every other rule is a local rule
 
 
+def _overlay_resources() -> dict:
+    """Per-rule resources of the CPU-only overlay, which the test runs with (no GPU here)."""
+    return yaml.safe_load((PROFILES / "slurm-cpu" / "config.yaml").read_text())["set-resources"]
+
+
 def _slurm_problem() -> str | None:
     """Why no SLURM cluster can run the test here, or None when one can."""
     for tool in ("sbatch", "sinfo", "sacct", "scontrol"):
@@ -64,6 +69,12 @@ def cluster() -> dict[str, str]:
         if os.environ.get("SFSRNET_REQUIRE_SLURM") == "1":
             pytest.fail(message)
         pytest.skip(message)
+    # SLURM refuses a job that asks for more memory than any node has.
+    memory = subprocess.run(["sinfo", "-h", "-o", "%m"], capture_output=True, text=True)
+    largest = max(int(m.rstrip("+")) for m in memory.stdout.split())
+    wanted = max(r["mem_mb"] for r in _overlay_resources().values())
+    if largest < wanted:
+        pytest.fail(f"the largest SLURM node has {largest} MB; the profile asks for {wanted} MB")
     partitions = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True)
     default = [p.rstrip("*") for p in partitions.stdout.split() if p.endswith("*")]
     assert default, f"SLURM has no default partition: {partitions.stdout}"
@@ -208,9 +219,7 @@ def test_every_train_and_evaluate_job_went_through_sbatch(study, cluster):
 
 def test_jobs_ask_slurm_for_the_profiles_resources(study):
     """Memory and time limit from the profiles (the CPU overlay's), one CPU (--max-threads 1)."""
-    resources = yaml.safe_load((PROFILES / "slurm-cpu" / "config.yaml").read_text())[
-        "set-resources"
-    ]
+    resources = _overlay_resources()
     jobs = _sacct(study["run_id"])
     for rule in SUBMITTED:
         mine = jobs[jobs.Comment.str.startswith(f"rule_{rule}_wildcards_")]

@@ -18,6 +18,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
 
 
+def pytest_configure(config):
+    # Registered here rather than in pyproject.toml's markers (same effect with --strict-markers).
+    config.addinivalue_line(
+        "markers", "slurm: needs a running SLURM cluster with accounting (tests/cluster/run.sh)"
+    )
+
+
 @pytest.fixture(scope="session")
 def small_spec():
     from sfsrnet.data.embedded import CorpusSpec

@@ -22,6 +22,13 @@ SFSRNET = (
     f"{'python' if _CONDA else sys.executable} -m sfsrnet"
 )
 ENV = "../../environment.yml"
+# Cores of the corpus job, a local rule: all of a local run's --cores; on a cluster (no --cores)
+# those of the machine that runs snakemake, or --local-cores.
+LOCAL_CORES = (
+    workflow.resource_settings.cores
+    or workflow.resource_settings.local_cores
+    or len(os.sched_getaffinity(0))
+)
 RESULTS = config["results_dir"]
 STUDY = config["study"]
 STUDY_DIR = f"{RESULTS}/{STUDY}"

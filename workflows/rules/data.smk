@@ -1,7 +1,8 @@
 # The corpus of every cell, made once per distinct corpus setting: the embedded corpus is
 # synthesised; a real one (wsj0-mix, LibriMix, WHAM!, a folder) is checked and prepared at the
 # study's sample rate (resampled from its 16 kHz files, or linked). Its folder is named by a hash
-# of those settings; the spec file beside it is what make-corpus reads.
+# of those settings; the spec file beside it is what make-corpus reads. Both are local rules: on a
+# cluster the corpus is made where snakemake runs, on the shared filesystem, before any job.
 
 
 rule corpus_spec:
@@ -25,9 +26,10 @@ rule make_corpus:
         "{corpus}/manifest.json",
     log:
         "{corpus}.log",
+    localrule: True
     conda:
         ENV
-    threads: workflow.cores
+    threads: LOCAL_CORES
     params:
         cli=SFSRNET,
         out=lambda w: w.corpus,

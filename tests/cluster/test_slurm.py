@@ -237,16 +237,18 @@ def test_metrics_equal_a_local_run(study):
             for where in ("slurm", "local")
         )
         pd.testing.assert_frame_equal(on_slurm, local, check_exact=False, rtol=1e-6, atol=1e-6)
-    tables = [
-        pd.read_csv(study[w] / "tiny" / "tables" / "ablation.csv") for w in ("slurm", "local")
-    ]
+    tables = [pd.read_csv(study[w] / "tiny" / "tables" / "cells.csv") for w in ("slurm", "local")]
     assert sorted(tables[0].cell) == study["cells"]
     pd.testing.assert_frame_equal(
-        tables[0].drop(columns=["train_minutes"], errors="ignore"),
-        tables[1].drop(columns=["train_minutes"], errors="ignore"),
+        tables[0].drop(columns=["train_minutes"]),
+        tables[1].drop(columns=["train_minutes"]),
         check_exact=False,
         rtol=1e-6,
     )
+    ablation = [
+        pd.read_csv(study[w] / "tiny" / "tables" / "ablation.csv") for w in ("slurm", "local")
+    ]
+    pd.testing.assert_frame_equal(*ablation, check_exact=False, rtol=1e-6)
 
 
 def test_mlflow_server_holds_one_run_per_cell(study, mlflow_server):
@@ -261,5 +263,11 @@ def test_mlflow_server_holds_one_run_per_cell(study, mlflow_server):
     assert sorted(r.data.tags["sfsrnet.cell"] for r in runs) == study["cells"]
     assert all(r.info.status == "FINISHED" for r in runs)
     assert all("si_snr_i" in r.data.metrics for r in runs)
+    # One parent run of the study, which every cell run points at.
+    from sfsrnet.tracking import study_runs
+
+    parent, children = study_runs(mlflow_server, "tiny")
+    assert sorted(r.info.run_id for r in children) == sorted(r.info.run_id for r in runs)
+    assert parent.info.status == "FINISHED"
     # The jobs logged to the server, not to the SQLite file a run without a server uses.
     assert not (study["slurm"] / "mlflow.db").exists()

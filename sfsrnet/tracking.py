@@ -185,6 +185,17 @@ class CellRun:
 
 
 @contextmanager
+def _running(client: Any, run_id: str) -> Iterator[CellRun]:
+    """The run's logging calls; the run ends FINISHED, or FAILED when the block raises."""
+    try:
+        yield CellRun(client, run_id)
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id, status="FINISHED")
+
+
+@contextmanager
 def cell_run(config: dict[str, Any], job: str) -> Iterator[CellRun]:
     """Open (or reopen) the MLflow child run of the cell described by a resolved cell ``config``.
 
@@ -228,14 +239,9 @@ def cell_run(config: dict[str, Any], job: str) -> Iterator[CellRun]:
         if not created:
             client.update_run(run_id, status="RUNNING")
         client.set_tag(run_id, f"sfsrnet.{job}", "started")
-    run = CellRun(client, run_id)
-    try:
+    with _running(client, run_id) as run:
         yield run
-    except BaseException:
-        client.set_terminated(run_id, status="FAILED")
-        raise
     client.set_tag(run_id, f"sfsrnet.{job}", "done")
-    client.set_terminated(run_id, status="FINISHED")
 
 
 @contextmanager
@@ -252,13 +258,8 @@ def study_run(config: dict[str, Any]) -> Iterator[CellRun]:
         client = MlflowClient(tracking_uri=uri)
         run_id = _study_run(client, _experiment(client, config), config)
         client.update_run(run_id, status="RUNNING")
-    run = CellRun(client, run_id)
-    try:
+    with _running(client, run_id) as run:
         yield run
-    except BaseException:
-        client.set_terminated(run_id, status="FAILED")
-        raise
-    client.set_terminated(run_id, status="FINISHED")
 
 
 def study_runs(uri: str, study: str, experiment: str | None = None) -> tuple[Any, list[Any]]:

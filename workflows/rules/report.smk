@@ -41,6 +41,6 @@ rule report:
         ENV
     params:
         cli=SFSRNET,
-        study_dir=STUDY_DIR,
+        study_dir=lambda w, output: Path(output.ablation_csv).parent.parent,
     shell:
         "{params.cli} report --study-dir {params.study_dir} > {log} 2>&1"

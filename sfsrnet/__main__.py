@@ -5,7 +5,7 @@ python -m sfsrnet make-corpus --config config/studies/libri2mix.yaml   # check a
 python -m sfsrnet train --config CELL/config.yaml --out CELL
 python -m sfsrnet evaluate --config CELL/config.yaml --checkpoint CELL/checkpoint.pt --out CELL
 python -m sfsrnet report --study-dir results/default
-python -m sfsrnet report --from-mlflow --study default --out /tmp/default-tables
+python -m sfsrnet report --from-mlflow --study default --out results/default-from-mlflow/tables
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 # --purge also removes its state folder and the /etc/slurm files it wrote.
 set -euo pipefail
 
-state="${SFSRNET_SLURM_DIR:-/var/tmp/sfsrnet-slurm}"
+state="${SFSRNET_SLURM_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/results/slurm}"
 marker="# written by sfsrnet tests/cluster/slurm_up.sh"
 say() { echo "[slurm-down] $*" >&2; }
 

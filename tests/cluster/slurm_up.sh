@@ -8,13 +8,13 @@
 # them). The node gets the CPUs and memory that `slurmd -C` detects, and a gpu GRES per NVIDIA
 # device when /dev/nvidia[0-9]* exist. Writes /etc/slurm/{slurm,slurmdbd,gres}.conf (refusing to
 # replace files it did not write: this is for a test machine, not for a real cluster) and keeps
-# state and logs in $SFSRNET_SLURM_DIR (default /var/tmp/sfsrnet-slurm).
+# state and logs in $SFSRNET_SLURM_DIR (default results/slurm in the checkout).
 #
 # Environment: SFSRNET_SLURM_DIR (state folder), SFSRNET_SLURM_ACCOUNT (default sfsrnet: the
 # account made for root, which the test submits to).
 set -euo pipefail
 
-state="${SFSRNET_SLURM_DIR:-/var/tmp/sfsrnet-slurm}"
+state="${SFSRNET_SLURM_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/results/slurm}"
 account="${SFSRNET_SLURM_ACCOUNT:-sfsrnet}"
 cluster=sfsrnet
 marker="# written by sfsrnet tests/cluster/slurm_up.sh"

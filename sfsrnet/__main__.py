@@ -1,6 +1,8 @@
 """Command-line interface: every step of a study can be run by hand exactly as the workflow runs it.
 
-python -m sfsrnet make-corpus --config config/config.yaml --out results/data/embedded
+python -m sfsrnet plan                                    # the default study's cells
+python -m sfsrnet plan --configfile config/studies/wsj0-2mix.yaml
+python -m sfsrnet make-corpus --config config/config.yaml
 python -m sfsrnet make-corpus --config config/studies/libri2mix.yaml   # check and prepare
 python -m sfsrnet train --config CELL/config.yaml --out CELL
 python -m sfsrnet evaluate --config CELL/config.yaml --checkpoint CELL/checkpoint.pt --out CELL
@@ -70,11 +72,22 @@ def cmd_make_corpus(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_plan(args: argparse.Namespace) -> None:
+    from sfsrnet.study import DEFAULT_STUDY, load_study, parse_overrides, plan_study
+
+    base = None if args.no_default else DEFAULT_STUDY
+    study = load_study(args.configfile, parse_overrides(args.config), base=base)
+    plan = plan_study(study)
+    path = plan.write(args.out)
+    print(plan.table())
+    print(f"\n{len(plan.cells)} cells, {len(plan.corpora)} corpus folder(s); plan: {path}")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
-    from sfsrnet import config as cfg
+    from sfsrnet.study import load_cell_config
     from sfsrnet.train import train_cell
 
-    config = cfg.load(args.config)
+    config = load_cell_config(args.config)
     if args.no_resume:
         config["train"]["resume"] = False
     out = Path(args.out)
@@ -88,11 +101,11 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from sfsrnet import config as cfg
     from sfsrnet.evaluate import evaluate_checkpoint
+    from sfsrnet.study import load_cell_config
 
     _threads(args.threads)
-    config = cfg.load(args.config) if args.config else None
+    config = load_cell_config(args.config) if args.config else None
     ev = config["evaluate"] if config else {}
     if args.root is None and config is not None:
         from sfsrnet.data.loaders import corpus_root
@@ -210,6 +223,34 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show Python tracebacks of errors")
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser(
+        "plan",
+        help="the study's cells (grid, presets, SR-off twins, corpus folders, training identities) "
+        "as the workflow runs them; writes <results_dir>/<study>/plan.json",
+    )
+    s.add_argument(
+        "--configfile",
+        nargs="*",
+        default=[],
+        metavar="FILE",
+        help="study files applied in order on top of config/config.yaml, as snakemake "
+        "--configfile does",
+    )
+    s.add_argument(
+        "--config",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="top-level keys set last, as snakemake --config does (values read as YAML)",
+    )
+    s.add_argument(
+        "--no-default",
+        action="store_true",
+        help="do not start from config/config.yaml (only the given files)",
+    )
+    s.add_argument("--out", help="plan file (default: <results_dir>/<study>/plan.json)")
+    s.set_defaults(func=cmd_plan)
 
     s = sub.add_parser(
         "make-corpus",

@@ -30,16 +30,13 @@ from sfsrnet.config import load_yaml
 from sfsrnet.errors import DataError
 from sfsrnet.evaluate import BANDS_CSV, COST_JSON, SUMMARY_JSON, UTTERANCE_CSV
 from sfsrnet.stats import bootstrap_ci, paired_p_value
+from sfsrnet.study import SR_AXES
 
 log = logging.getLogger(__name__)
 
 TABLE_METRICS = {"si_snr_i": "SI-SNRi", "sdr_i": "SDRi"}
-# Axes that only matter with SR on: an SR-on cell's SR-off twin differs in none of them.
-SR_AXES = ("sr", "heuristic", "sr_training")
 # Columns every cell has, whether or not they are grid axes.
 FIXED = ("separator", "factor", "sr", "seed")
-TABLES = ("ablation", "bands", "cost", "paper", "cells")
-PLOTS = ("bands", "cost", "curves")
 
 
 @dataclass

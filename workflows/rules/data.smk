@@ -1,8 +1,9 @@
-# The corpus of every cell, made once per distinct corpus setting: the embedded corpus is
-# synthesised; a real one (wsj0-mix, LibriMix, WHAM!, a folder) is checked and prepared at the
-# study's sample rate (resampled from its 16 kHz files, or linked). Its folder is named by a hash
-# of those settings; the spec file beside it is what make-corpus reads. Both are local rules: on a
-# cluster the corpus is made where snakemake runs, on the shared filesystem, before any job.
+# The corpus of every cell, made once per corpus identity: the embedded corpus is synthesised; a
+# real one (wsj0-mix, LibriMix, WHAM!, a folder) is checked and prepared at the study's sample
+# rate (resampled from its 16 kHz files, or linked). Its folder is named by the key that the
+# library derives from everything that determines the audio (sfsrnet.data.resolve_corpus); the
+# spec file beside it is what make-corpus reads. Both are local rules: on a cluster the corpus is
+# made where snakemake runs, on the shared filesystem, before any job.
 
 
 rule corpus_spec:
@@ -14,9 +15,9 @@ rule corpus_spec:
     conda:
         ENV
     params:
-        content=lambda w: {"data": CORPORA[w.corpus]},
+        content=lambda w: corpus_spec(CORPORA[w.corpus]),
     script:
-        "../scripts/write_yaml.py"
+        "../scripts/write_config.py"
 
 
 rule make_corpus:
@@ -35,3 +36,19 @@ rule make_corpus:
         out=lambda w: w.corpus,
     shell:
         "{params.cli} make-corpus --config {input} --out {params.out} --jobs {threads} > {log} 2>&1"
+
+
+# The study plan as `python -m sfsrnet plan` writes it: every cell with its axes, resolved config,
+# training identity, SR-off twin and corpus folder.
+rule plan:
+    output:
+        f"{STUDY_DIR}/plan.json",
+    log:
+        f"{STUDY_DIR}/plan.log",
+    localrule: True
+    conda:
+        ENV
+    params:
+        content=lambda w: PLAN.as_dict(),
+    script:
+        "../scripts/write_config.py"

@@ -1,4 +1,20 @@
-# Scores each trained cell on the test split: per-utterance CSV, summary JSON, example wavs.
+# Scores each trained cell on the test split (per-utterance CSV, band CSV, summary, example wavs)
+# and logs the cell (training curve included) to MLflow. Its config.yaml is the whole resolved
+# cell config: evaluation and MLflow settings included.
+
+
+rule cell_config:
+    output:
+        f"{STUDY_DIR}/cells/{{cell}}/config.yaml",
+    log:
+        f"{STUDY_DIR}/cells/{{cell}}/config.log",
+    localrule: True
+    conda:
+        ENV
+    params:
+        content=lambda w: CELLS[w.cell].config,
+    script:
+        "../scripts/write_config.py"
 
 
 rule evaluate:

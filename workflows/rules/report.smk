@@ -1,8 +1,7 @@
 # Tables and plots of the whole study, rebuilt from the cell folders alone; the report job also
 # logs them to the study's parent MLflow run. `snakemake --report` bundles what is marked report().
-
-TABLES = ["ablation", "bands", "cost", "paper", "cells"]
-PLOTS = ["bands", "cost", "curves"]
+# The names of the tables and plots are the library's (sfsrnet.study.TABLES, PLOTS).
+from sfsrnet.study import PLOTS, TABLES
 
 
 rule report:

@@ -1,26 +1,28 @@
-# One training job per cell; the cell's resolved config is written first so the same command
-# can be rerun by hand: python -m sfsrnet train --config <cell>/config.yaml --out <cell>
+# One training job per cell. It reads the cell's training part only (train.yaml: separator,
+# system, SR, data, train, seed), so an edit of evaluate.* or mlflow.* reruns evaluation and the
+# report, never training. The same command can be rerun by hand:
+#   python -m sfsrnet train --config <cell>/train.yaml --out <cell>
 
 
-rule cell_config:
+rule train_config:
     output:
-        f"{STUDY_DIR}/cells/{{cell}}/config.yaml",
+        f"{STUDY_DIR}/cells/{{cell}}/train.yaml",
     log:
-        f"{STUDY_DIR}/cells/{{cell}}/config.log",
+        f"{STUDY_DIR}/cells/{{cell}}/train_config.log",
     localrule: True
     conda:
         ENV
     params:
-        content=lambda w: CELLS[w.cell],
+        content=lambda w: CELLS[w.cell].training_config(),
     script:
-        "../scripts/write_yaml.py"
+        "../scripts/write_config.py"
 
 
 # last.pt (written after every epoch) is deliberately not an output: Snakemake removes the outputs
 # of a failed or killed job, and last.pt must survive so that the rerun resumes from it.
 rule train:
     input:
-        config=f"{STUDY_DIR}/cells/{{cell}}/config.yaml",
+        config=f"{STUDY_DIR}/cells/{{cell}}/train.yaml",
         corpus=cell_corpus,
         init=init_checkpoint,
     output:

@@ -1,0 +1,179 @@
+"""The study plan: grid, presets, twins, corpus folders and training identities, as the workflow
+and the CLI both read them."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sfsrnet.__main__ import main
+from sfsrnet.config import load_yaml
+from sfsrnet.errors import ConfigError
+from sfsrnet.study import (
+    CONFIG_DIR,
+    load_cell_config,
+    load_study,
+    merge_configs,
+    parse_overrides,
+    plan_study,
+    training_part,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def default_plan():
+    return plan_study(load_study())
+
+
+def test_default_study_has_every_separator_factor_and_sr_setting(default_plan):
+    grid = load_yaml(REPO / "config" / "config.yaml")["grid"]
+    assert len(default_plan.cells) == 4 * 3 * 2 * len(grid["seed"])
+    assert "sepformer/ds4/sr-on/seed0" in default_plan.cells
+    cell = default_plan.cells["sepformer/ds4/sr-on/seed0"]
+    assert cell.twin == "sepformer/ds4/sr-off/seed0"
+    assert cell.config["sr"]["init_from"] == (
+        f"{default_plan.study_dir}/cells/sepformer/ds4/sr-off/seed0/checkpoint.pt"
+    )
+    assert default_plan.cells["sepformer/ds4/sr-off/seed0"].twin is None
+    # Every cell reads the one embedded corpus, named by its key.
+    assert len(default_plan.corpora) == 1
+    (folder,) = default_plan.corpora
+    assert Path(folder).name.startswith("embedded-")
+    assert {c.corpus for c in default_plan.cells.values()} == {folder}
+
+
+def test_presets_are_resolved_from_the_preset_files(default_plan):
+    tiny = load_yaml(CONFIG_DIR / "separators" / "dprnn.yaml")["presets"]["tiny"]
+    sr_tiny = load_yaml(CONFIG_DIR / "sr.yaml")["presets"]["tiny"]
+    cell = default_plan.cells["dprnn/ds2/sr-on/seed0"].config
+    assert cell["separator"]["args"] == tiny
+    assert cell["sr"]["args"] == sr_tiny
+
+
+def test_training_identities_differ_between_cells_and_ignore_sr_keys_when_sr_is_off(default_plan):
+    hashes = [c.training_hash for c in default_plan.cells.values()]
+    assert len(set(hashes)) == len(hashes)
+    off = default_plan.cells["convtasnet/ds1/sr-off/seed0"].config
+    assert training_part(off)["sr"] == {"enabled": False}
+
+
+def _hashes(study):
+    return {name: c.training_hash for name, c in plan_study(study).cells.items()}
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"evaluate": {"band_edges": [250, 3000]}},
+        {"evaluate": {"n_examples": 0, "split": "valid", "sdr_backend": "mir_eval"}},
+        {"mlflow": {"tracking_uri": "http://127.0.0.1:5000", "experiment": "x"}},
+        {"train": {"progress": False, "resume": False}},
+    ],
+    ids=["band-edges", "evaluate", "mlflow", "progress"],
+)
+def test_evaluation_and_run_only_edits_keep_every_training_identity(edit):
+    base = load_study()
+    assert _hashes(merge_configs(base, edit)) == _hashes(base)
+
+
+def test_a_training_edit_changes_exactly_the_cells_it_acts_on():
+    base = load_study()
+    before = _hashes(base)
+    after = _hashes(merge_configs(base, {"sr": {"epochs": 2}}))
+    changed = {name for name in before if before[name] != after[name]}
+    assert changed == {name for name in before if "/sr-on/" in name}
+    after = _hashes(merge_configs(base, {"train": {"lr": 0.002}}))
+    assert all(before[name] != after[name] for name in before)
+
+
+def test_merge_order_is_snakemakes():
+    study = load_study(
+        [REPO / "config" / "studies" / "wsj0-2mix.yaml"], parse_overrides(["study=x", "seed=3"])
+    )
+    assert study["study"] == "x" and study["seed"] == 3
+    assert study["separator"]["preset"] == "published"
+    # Keys the study file leaves out come from config/config.yaml, as under snakemake.
+    assert (
+        study["data"]["embedded"] == load_yaml(REPO / "config" / "config.yaml")["data"]["embedded"]
+    )
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_overrides(["seed"])
+
+
+def test_hand_written_config_trains_the_published_sr(tmp_path):
+    path = tmp_path / "my.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "separator": {"name": "convtasnet", "preset": "tiny"},
+                "sr": {"enabled": True, "training": "joint", "preset": "published"},
+            }
+        )
+    )
+    config = load_cell_config(path)
+    assert config["sr"]["args"] == load_yaml(CONFIG_DIR / "sr.yaml")["presets"]["published"]
+    assert config["separator"]["args"]["n_filters"] == 128
+    path.write_text(yaml.safe_dump({"sr": {"enabled": True, "preset": "huge"}}))
+    with pytest.raises(ConfigError, match=r"sr.preset 'huge'.*known presets: published, tiny"):
+        load_cell_config(path)
+
+
+def test_the_cli_refuses_an_unknown_preset_before_training(tmp_path, capsys):
+    path = tmp_path / "my.yaml"
+    path.write_text(yaml.safe_dump({"separator": {"name": "dprnn", "preset": "huge"}}))
+    assert main(["train", "--config", str(path), "--out", str(tmp_path / "cell")]) == 2
+    err = capsys.readouterr().err
+    assert "separator.preset 'huge'" in err and "published, tiny" in err
+    assert not (tmp_path / "cell" / "last.pt").exists()
+
+
+def test_own_args_win_over_the_preset():
+    study = load_study(overrides={"separator": {"preset": "tiny", "args": {"n_repeats": 1}}})
+    cell = plan_study(study).cells["convtasnet/ds1/sr-off/seed0"].config
+    assert cell["separator"]["args"]["n_repeats"] == 1
+    assert cell["separator"]["args"]["n_filters"] == 128  # from the preset
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"grid": {"factor": [2], "system.factor": [4]}}, "given twice"),
+        ({"exclude": [{"colour": "red"}]}, "not in grid"),
+        ({"grid": {"sr": [True]}}, "no SR-off cell with the same other axes"),
+        ({"grid": {"separator": ["convtasnet"], "factor": [3]}}, "cell convtasnet/ds3"),
+        ({"exclude": [{"factor": [1, 2, 4]}]}, "leave no cell"),
+        ({"separator": {"preset": "huge"}}, "known presets: published, tiny"),
+        ({"train": {"epochs": 0}}, "train.epochs"),
+    ],
+)
+def test_bad_studies_are_refused_by_name(edit, message):
+    study = load_study()
+    study["grid"] = {**study["grid"], **edit.pop("grid", {})}
+    with pytest.raises(ConfigError, match=message):
+        plan_study(merge_configs(study, edit))
+
+
+@pytest.mark.parametrize(
+    "study", ["config.yaml", "studies/wsj0-2mix.yaml", "studies/libri2mix.yaml"]
+)
+def test_plan_cli_writes_plan_json(study, tmp_path, capsys, monkeypatch):
+    from sfsrnet.data.fake import write_fake_corpus
+
+    monkeypatch.chdir(tmp_path)
+    args = ["plan", "--configfile", str(CONFIG_DIR / study), "--config", f"results_dir={tmp_path}"]
+    if study != "config.yaml":
+        name = Path(study).stem
+        root = write_fake_corpus(name, tmp_path / "corpus", n_mixtures=(2, 1, 1))
+        args.append(f"data={{root: {root}}}")
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    plan = json.loads(next(tmp_path.glob("*/plan.json")).read_text())
+    rows = [line for line in out.splitlines() if line.startswith("| ")][1:]  # under the header
+    assert len(plan["cells"]) == 24 == len(rows)
+    for cell in plan["cells"]:
+        assert cell["name"] in out and len(cell["training_hash"]) == 16
+        assert cell["corpus"] in plan["corpora"]
+        assert (cell["twin"] is None) == (not cell["config"]["sr"]["enabled"])

@@ -123,12 +123,30 @@ def cell_label(axis: str, value: Any) -> str:
     return AXIS_LABELS.get(axis, axis.split(".")[-1] + "-{}").format(value)
 
 
-def preset_args(kind: str, name: str, preset: str, config_dir: Path = CONFIG_DIR) -> dict:
-    """Constructor arguments of a preset: ``kind`` is ``separator`` (``separators/<name>.yaml``)
-    or ``sr`` (``sr.yaml``). An unknown preset is refused with the known names."""
+def _check_registered(name: str, module: str | None) -> None:
+    """An unknown separator name is the first thing to report (it says what is registered)."""
+    import importlib
+
+    from sfsrnet.registry import separator_factory
+
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ConfigError(f"separator.module {module!r} cannot be imported: {err}") from err
+    separator_factory(name)
+
+
+def preset_args(
+    kind: str, name: str, preset: str, config_dir: Path = CONFIG_DIR, module: str | None = None
+) -> dict:
+    """Constructor arguments of a preset: ``kind`` is ``separator`` (``separators/<name>.yaml``;
+    ``module`` registers a separator of the user's) or ``sr`` (``sr.yaml``). An unknown preset is
+    refused with the known names."""
     if kind == "separator":
         path = config_dir / "separators" / f"{name.lower()}.yaml"
         if not path.is_file():
+            _check_registered(name, module)
             known = sorted(p.stem for p in path.parent.glob("*.yaml"))
             raise ConfigError(
                 f"separator.preset {preset!r}: there is no preset file {path} for separator "
@@ -158,7 +176,7 @@ def resolve_presets(config: dict[str, Any], config_dir: Path = CONFIG_DIR) -> di
     config = copy.deepcopy(config)
     sep = config["separator"]
     if sep["preset"] is not None:
-        preset = preset_args("separator", sep["name"], sep["preset"], config_dir)
+        preset = preset_args("separator", sep["name"], sep["preset"], config_dir, sep["module"])
         sep["args"] = {**preset, **sep["args"]}
     sr = config["sr"]
     sr["args"] = {**preset_args("sr", "sr", sr["preset"], config_dir), **sr["args"]}

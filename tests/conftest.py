@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 # Imported by the tests that use it (as a user's `separator.module`), never by collection: on
@@ -44,15 +45,50 @@ def small_corpus(tmp_path_factory, small_spec) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def tiny_config():
-    """The tiny workflow-test study, validated, as a single-cell config (ConvTasNet, factor 1)."""
-    from sfsrnet.config import load_yaml, validate
+# Tests run the real study files (config/config.yaml, config/studies/*.yaml), never toy copies
+# of them: these overlays shrink a study's sizes so that each cell takes seconds on a CPU, and
+# leave its grid, presets, SR settings and every other key as the file has them.
+SHRINK = {
+    "data": {
+        "embedded": {"n_train": 8, "n_valid": 2, "n_test": 2, "segment": 1.0},
+        "dynamic_mixing": {"n_items": 8},
+    },
+    "train": {"epochs": 1, "batch_size": 4, "segment": 0.5, "progress": False},
+    "sr": {"epochs": 1},
+    "evaluate": {"n_examples": 1},
+}
+# The paper studies are GPU studies of the published presets: on this CPU the tiny presets, fp32
+# and no loader processes stand in, everything else stays theirs.
+SHRINK_GPU = {
+    "separator": {"preset": "tiny"},
+    "sr": {"preset": "tiny"},
+    "train": {"device": "cpu", "precision": "fp32", "num_workers": 0},
+}
+STUDY_FILES = sorted(
+    [REPO / "config" / "config.yaml", *(REPO / "config" / "studies").glob("*.yaml")]
+)
 
-    config = load_yaml(REPO / "tests" / "workflow" / "tiny.yaml")
-    config.pop("grid"), config.pop("exclude")
-    config["separator"]["name"] = "convtasnet"
-    config["separator"]["args"] = load_yaml(REPO / "config" / "separators" / "convtasnet.yaml")[
-        "presets"
-    ]["tiny"]
-    return validate(config)
+
+def shrunk(study: Path, tmp: Path, extra: dict | None = None) -> list[str]:
+    """``--configfile`` arguments that run ``study`` shrunk: the study file, then an overlay
+    (written into ``tmp``) with :data:`SHRINK`, :data:`SHRINK_GPU` for a real-corpus study, and
+    ``extra``. Snakemake, ``python -m sfsrnet plan`` and ``load_study`` read them alike."""
+    from sfsrnet.study import load_study, merge_configs
+
+    real_corpus = load_study([study])["data"]["corpus"] != "embedded"
+    overlay = merge_configs(SHRINK, SHRINK_GPU) if real_corpus else SHRINK
+    overlay = merge_configs(overlay, extra or {})
+    path = tmp / f"shrink-{study.stem}.yaml"
+    path.write_text(yaml.safe_dump(overlay))
+    return [str(study), str(path)]
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tmp_path_factory):
+    """One cell of the default study (ConvTasNet, factor 1, SR off), shrunk, presets resolved."""
+    from sfsrnet.study import load_study, plan_study
+
+    tmp = tmp_path_factory.mktemp("tiny-config")
+    files = shrunk(REPO / "config" / "config.yaml", tmp, {"results_dir": str(tmp)})
+    plan = plan_study(load_study(files[1:]))
+    return plan.cells["convtasnet/ds1/sr-off/seed0"].config

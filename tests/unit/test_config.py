@@ -33,7 +33,9 @@ def test_bad_values_name_their_key(bad, key):
 
 
 @pytest.mark.parametrize(
-    "path", [REPO / "config" / "config.yaml", REPO / "tests" / "workflow" / "tiny.yaml"]
+    "path",
+    [REPO / "config" / "config.yaml", *sorted((REPO / "config" / "studies").glob("*.yaml"))],
+    ids=lambda p: p.stem,
 )
 def test_shipped_configs_are_valid(path):
     cfg.load(path)

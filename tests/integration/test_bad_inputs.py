@@ -3,7 +3,7 @@ non-zero exit, before any training, without a Python traceback (unless --debug).
 
 Each case id is a row of docs/errors.md, whose message column must be what the case prints (paths
 under the test's folder written as <tmp>, figures that depend on the corpus's audio as the case
-computes them, e.g. <rms>). To print the messages of every case after changing
+computes them, e.g. <rms>, <key>). To print the messages of every case after changing
 one, run with SFSRNET_ERRORS_DUMP=messages.json and copy them into the doc.
 """
 
@@ -28,6 +28,8 @@ import yaml
 
 from sfsrnet.__main__ import main
 from sfsrnet.checkpoint import build_system, save_checkpoint, system_spec
+from sfsrnet.config import validate
+from sfsrnet.data import corpus_key, resolve_corpus
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "errors.md"
@@ -196,7 +198,11 @@ def cuda_without_gpu(w: World) -> list[str]:
 
 @case("data.root")
 def corpus_root_not_set(w: World) -> list[str]:
-    return w.train(_set(w.config, "data.root", None))
+    config = _set(w.config, "data.root", None)
+    # The default folder is named by the corpus key, a hash that moves with the generator.
+    folder = Path(resolve_corpus(validate(config))["root"]).name
+    w.figures[folder] = "embedded-<key>"
+    return w.train(config)
 
 
 @case("data.root")
@@ -361,10 +367,13 @@ def init_from_weights_that_do_not_fit(w: World) -> list[str]:
     return w.train(config)
 
 
-@case("another spec")
+@case("other settings")
 def corpus_folder_of_another_spec(w: World) -> list[str]:
     root = w.corpus()
     config = _set(w.config, "data.embedded.n_train", 99)
+    held = json.loads((root / "manifest.json").read_text())["key"]
+    wanted = corpus_key(validate(config)["data"])
+    w.figures[f"(key {held}, wanted {wanted})"] = "(key <key>, wanted <other key>)"
     return ["make-corpus", "--config", w.write(config), "--out", str(root)]
 
 

@@ -43,32 +43,28 @@ def _threads(value: int | None) -> None:
 
 def cmd_make_corpus(args: argparse.Namespace) -> None:
     from sfsrnet import config as cfg
-    from sfsrnet.data.embedded import CorpusSpec, make_corpus
+    from sfsrnet.data.identity import corpus_folder, resolve_corpus
 
     config = cfg.load(args.config)
-    if config["data"]["corpus"] != "embedded":
-        from sfsrnet.data.corpora import default_prepared_dir
+    # The folder and the key come from resolve_corpus alone, as in the workflow and training.
+    data = resolve_corpus(config)
+    out = Path(args.out or corpus_folder(data))
+    if data["corpus"] != "embedded":
         from sfsrnet.data.prepare import prepare_corpus
 
-        data = config["data"]
-        out = Path(args.out or data["prepared"] or default_prepared_dir(config))
         manifest = prepare_corpus(data, out, jobs=args.jobs)
         print(
             f"corpus {out}: {data['corpus']} from {manifest['source_root']} at "
             f"{manifest['sample_rate']} Hz, {manifest['n_mixtures']} mixtures, "
-            f"prepared in {manifest['seconds_to_build']} s"
+            f"prepared in {manifest['seconds_to_build']} s, key {manifest['key']}"
         )
         return
-    spec = CorpusSpec.from_config(config["data"])
-    out = Path(
-        args.out
-        or config["data"]["root"]
-        or Path(config["results_dir"]) / "data" / f"embedded-{spec.key()}"
-    )
-    manifest = make_corpus(spec, out, jobs=args.jobs)
+    from sfsrnet.data.embedded import CorpusSpec, make_corpus
+
+    manifest = make_corpus(CorpusSpec.from_config(data), out, jobs=args.jobs)
     print(
         f"corpus {out}: engines {', '.join(manifest['engines'])}, "
-        f"built in {manifest['seconds_to_build']} s"
+        f"built in {manifest['seconds_to_build']} s, key {manifest['key']}"
     )
 
 

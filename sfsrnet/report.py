@@ -17,7 +17,7 @@ import json
 import logging
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ import pandas as pd
 import yaml
 
 from sfsrnet.config import load_yaml
+from sfsrnet.data.identity import read_manifest
 from sfsrnet.errors import DataError
 from sfsrnet.evaluate import BANDS_CSV, COST_JSON, SUMMARY_JSON, UTTERANCE_CSV
 from sfsrnet.stats import bootstrap_ci, paired_p_value
@@ -58,10 +59,40 @@ class Study:
     bands: pd.DataFrame
     curves: pd.DataFrame
     corpus: str
+    corpora: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def corpus_identity(data: dict[str, Any]) -> dict[str, Any]:
+    """``corpus`` (the corpus folder's name, e.g. ``embedded-<key>``), ``corpus_key`` and
+    ``engines`` of the corpus a cell's resolved ``data`` section read, from the corpus's
+    ``manifest.json``; without a manifest (a moved or deleted corpus), what the config says."""
+    folder = data.get("root") if data.get("corpus") == "embedded" else data.get("prepared")
+    manifest = read_manifest(folder) if folder and Path(folder).is_dir() else None
+    engines = (manifest or {}).get("engines")
+    if engines is None and data.get("corpus") == "embedded":
+        engines = data.get("embedded", {}).get("engines")
+    return {
+        "corpus": Path(folder).name if folder else data.get("corpus"),
+        "corpus_key": (manifest or {}).get("key"),
+        "engines": ", ".join(engines) if isinstance(engines, list) else (engines or ""),
+    }
+
+
+def _corpus_line(corpora: list[dict[str, Any]]) -> str:
+    """``Corpus: embedded-<key> (engines: espeak)``, one entry per corpus of the study."""
+    parts = []
+    for item in corpora:
+        text = item["corpus"]
+        if item["corpus_key"] and item["corpus_key"] not in text:
+            text += f" (key {item['corpus_key']})"
+        if item["engines"]:
+            text += f" (engines: {item['engines']})"
+        parts.append(text)
+    return f"Corpus: {'; '.join(parts)}\n\n" if parts else ""
 
 
 def read_study(study_dir: str | Path) -> Study:
@@ -88,6 +119,7 @@ def read_study(study_dir: str | Path) -> Study:
             "sr_trained": (config["sr"]["training"] if config["sr"]["enabled"] else None),
             "epochs": config["train"]["epochs"],
         }
+        row |= corpus_identity(config["data"])
         row |= {f"train_{k}": v for k, v in _read_json(cell_dir / "train.json").items()}
         row |= _read_json(cell_dir / COST_JSON)
         cells.append(row)
@@ -116,6 +148,12 @@ def read_study(study_dir: str | Path) -> Study:
         bands=with_keys(bands),
         curves=with_keys(curves),
         corpus=", ".join(sorted(corpora)),
+        corpora=(
+            cells_df[["corpus", "corpus_key", "engines"]]
+            .drop_duplicates()
+            .replace({np.nan: None})
+            .to_dict("records")
+        ),
     )
 
 
@@ -343,6 +381,7 @@ def cells_table(study: Study) -> pd.DataFrame:
         row["n_utterances"] = int(sub.utterance.nunique())
         row["params"] = cell.get("train_n_params")
         row["train_minutes"] = round(cell.get("train_train_seconds", np.nan) / 60, 2)
+        row |= {k: cell.get(k) for k in ("corpus", "corpus_key", "engines")}
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -420,6 +459,9 @@ def _show_cells(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     shown["utterances"] = table.n_utterances
     shown["params"] = table.params
     shown["train minutes"] = table.train_minutes
+    if "corpus" in table:
+        shown["corpus"] = table.corpus
+        shown["engines"] = table.engines
     return shown
 
 
@@ -443,7 +485,8 @@ CAPTIONS = {
     "(separator and SR apart), median training step, real-time factor, peak memory.",
     "paper": "Published numbers (theirs: their corpus and training budget) beside this study's "
     "matching configurations (ours). For orientation only, not a like-for-like comparison.",
-    "cells": "Every cell of the study: SI-SNRi and SDRi (dB) with 95 % bootstrap intervals.",
+    "cells": "Every cell of the study: SI-SNRi and SDRi (dB) with 95 % bootstrap intervals, and "
+    "the corpus it read (folder named by the corpus key, speech engines).",
 }
 
 
@@ -481,7 +524,9 @@ def build_report(
     cells = cells_table(study)
     paths = {"long": out / "long.csv"}
     long_table(study).to_csv(paths["long"], index=False, float_format="%.6f")
-    paths |= _write(out, "ablation", ablation, show_ablation(ablation, keys, TABLE_METRICS))
+    corpus_line = _corpus_line(study.corpora)
+    shown = show_ablation(ablation, keys, TABLE_METRICS)
+    paths |= _write(out, "ablation", ablation, shown, corpus_line)
     paths |= _write(out, "bands", bands, _show_bands(bands, keys))
     paths |= _write(out, "cost", cost, _show_cost(cost, keys))
     source = published_results()["source"]
@@ -490,7 +535,7 @@ def build_report(
         f"(corpus: {study.corpus}).\n\n"
     )
     paths |= _write(out, "paper", paper, _show_paper(paper), note)
-    paths |= _write(out, "cells", cells, _show_cells(cells, keys))
+    paths |= _write(out, "cells", cells, _show_cells(cells, keys), corpus_line)
     paths |= plots.write_plots(study, bands, plot_out)
     log.info("report: %d cells, tables in %s, plots in %s", len(cells), out, plot_out)
     return paths

@@ -1,29 +1,23 @@
-"""Corpora: the embedded synthetic corpus, real corpora from disk, loaders and dynamic mixing."""
+"""Corpora: the embedded synthetic-speech corpus, real corpora on disk, and their one identity.
+
+:func:`resolve_corpus` and :func:`corpus_folder` (from :mod:`sfsrnet.data.identity`) say which
+folder holds the corpus a config describes. Names are imported on first use so that importing the
+package (as the synthesis workers do) stays light: no torch, no pandas.
+"""
 
 from __future__ import annotations
 
-import copy
-from pathlib import Path
+import importlib
 from typing import Any
 
-
-def resolve_corpus(config: dict[str, Any]) -> dict[str, Any]:
-    """The config's ``data`` section with the corpus location filled in (provisional)."""
-    data = copy.deepcopy(config["data"])
-    results = Path(config["results_dir"])
-    if data["corpus"] == "embedded":
-        from sfsrnet.data.embedded import CorpusSpec
-
-        if not data["root"]:
-            data["root"] = str(results / "data" / f"embedded-{CorpusSpec.from_config(data).key()}")
-        return data
-    from sfsrnet.data.corpora import default_prepared_dir, resolve_root
-
-    data["root"] = str(resolve_root(data))
-    data["prepared"] = data["prepared"] or str(default_prepared_dir(config))
-    return data
+__all__ = ["corpus_folder", "corpus_key", "resolve_corpus"]
 
 
-def corpus_folder(data: dict[str, Any]) -> str:
-    """The folder that holds the corpus's ``manifest.json``."""
-    return data["root"] if data["corpus"] == "embedded" else data["prepared"]
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(importlib.import_module("sfsrnet.data.identity"), name)
+    raise AttributeError(f"module 'sfsrnet.data' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

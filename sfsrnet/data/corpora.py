@@ -1,6 +1,7 @@
 """Real corpora as they lie on disk: where each one keeps its splits, files and speakers.
 
-Layouts (``root`` = ``data.root`` or the corpus's environment variable, :data:`ENV_VARS`)::
+Layouts (``root`` = ``data.root`` or the corpus's environment variable,
+:data:`sfsrnet.data.identity.ENV_VARS`)::
 
     wsj0-2mix  root/2speakers/wav16k/<min|max>/<tr|cv|tt>/{mix,s1,s2}/<name>.wav, where
                <name> = <utt1>_<snr1>_<utt2>_<snr2>
@@ -20,41 +21,16 @@ utterance id starts with its 3-character speaker id; a LibriMix mixture id joins
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from sfsrnet.data.identity import REAL_CORPORA, resolve_root
 from sfsrnet.errors import ConfigError, DataError
 
 SPLITS = ("train", "valid", "test")
-REAL_CORPORA = ("folder", "wsj0-2mix", "wsj0-3mix", "libri2mix", "libri3mix", "wham")
-# The folder of a real corpus when data.root is null.
-ENV_VARS = {
-    "folder": "SFSRNET_FOLDER",
-    "wsj0-2mix": "SFSRNET_WSJ0_MIX",
-    "wsj0-3mix": "SFSRNET_WSJ0_MIX",
-    "libri2mix": "SFSRNET_LIBRIMIX",
-    "libri3mix": "SFSRNET_LIBRIMIX",
-    "wham": "SFSRNET_WHAM",
-}
-# The data keys that shape a prepared corpus (its cache key); the others act at training time.
-PREPARED_KEYS = (
-    "corpus",
-    "root",
-    "sample_rate",
-    "n_src",
-    "mix_length",
-    "task",
-    "librimix",
-    "use_8k_files",
-)
-# Bump when preparation changes what a given data section produces.
-PREPARE_VERSION = 1
 _WSJ0_SPLITS = {"train": "tr", "valid": "cv", "test": "tt"}
 _LIBRI_SPLITS = {"valid": ["dev"], "test": ["test"]}
 
@@ -71,41 +47,6 @@ class Entry:
     sources: tuple[Path, ...]
     speakers: tuple[str, ...]
     origin: str
-
-
-def resolve_root(data: dict[str, Any]) -> Path:
-    """The folder of a real corpus: ``data.root``, else its environment variable.
-
-    Neither set is a :class:`ConfigError` naming both; a folder that does not exist is a
-    :class:`DataError`.
-    """
-    corpus = data["corpus"]
-    var = ENV_VARS[corpus]
-    root = data.get("root") or os.environ.get(var)
-    if not root:
-        raise ConfigError(
-            f"data.root is not set for the {corpus} corpus and the environment variable {var} "
-            "is not set either: point one of them at the folder the corpus was unpacked to"
-        )
-    path = Path(root).expanduser()
-    if not path.is_dir():
-        source = "data.root" if data.get("root") else var
-        raise DataError(f"{source} = {root}: the {corpus} corpus folder does not exist")
-    return path.resolve()
-
-
-def prepared_key(data: dict[str, Any]) -> str:
-    """Short hash of the settings that shape the prepared corpus (root resolved)."""
-    spec = {k: data[k] for k in PREPARED_KEYS}
-    spec["root"] = str(resolve_root(data))
-    blob = json.dumps({"spec": spec, "version": PREPARE_VERSION}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def default_prepared_dir(config: dict[str, Any]) -> Path:
-    """``<results_dir>/data/<corpus>-<prepared key>``: where a prepared corpus goes by default."""
-    data = config["data"]
-    return Path(config["results_dir"]) / "data" / f"{data['corpus']}-{prepared_key(data)}"
 
 
 def _wsj0_speakers(name: str, n_src: int) -> tuple[str, ...] | None:

@@ -1,10 +1,12 @@
 """The embedded default corpus: two- (or three-) speaker mixtures of synthetic speech.
 
-Made on first use with no download. Utterances of the Harvard sentences are synthesised by
-eSpeak NG (always) and by flite / festival when they are installed, resampled once to the corpus
-rate with :func:`sfsrnet.audio.resample`, and mixed at random relative gains. Train, valid and
-test use disjoint voices and disjoint sentence lists. Everything that shapes the audio is in
-:class:`CorpusSpec` and in ``manifest.json``; the same spec always gives the same corpus.
+Made on first use with no download. Utterances of the Harvard sentences are synthesised by the
+engines of ``data.embedded.engines`` (eSpeak NG by default, which comes with the package; flite
+and festival when asked for, and then required), resampled once to the corpus rate with
+:func:`sfsrnet.audio.resample`, and mixed at random relative gains. Train, valid and test use
+disjoint voices and disjoint sentence lists. Everything that shapes the audio is in
+:class:`~sfsrnet.data.identity.CorpusSpec`, whose key names the folder and is written into
+``manifest.json``; the same spec always gives the same corpus, on any machine.
 
 Layout (the generic ``mix/ s1/ s2/`` layout that real-corpus loaders read as well)::
 
@@ -15,14 +17,7 @@ Layout (the generic ``mix/ s1/ s2/`` layout that real-corpus loaders read as wel
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import dataclasses
-import hashlib
-import json
 import logging
-import multiprocessing
-import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -32,70 +27,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from filelock import FileLock
 
 from sfsrnet.audio import resample, write_wav
-from sfsrnet.config import validate
 from sfsrnet.data import tts
+from sfsrnet.data.build import build_once, run_fresh
+from sfsrnet.data.identity import (  # noqa: F401  (CorpusSpec and MANIFEST are used from here)
+    GENERATOR_VERSION,
+    MANIFEST,
+    CorpusSpec,
+    read_manifest,
+)
 from sfsrnet.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")
-MANIFEST = "manifest.json"
-# Bump when the generation code changes what a spec produces, so old caches are not reused.
-GENERATOR_VERSION = 1
-
-
-@dataclass(frozen=True)
-class CorpusSpec:
-    """Every parameter that shapes the embedded corpus: ``data.sample_rate``, ``data.n_src`` and
-    the section ``data.embedded``.
-
-    The schema (``sfsrnet/schemas/config.schema.yaml``) holds the defaults, ranges and meaning of
-    each field; build a spec with :meth:`from_config`, which validates against it.
-    """
-
-    sample_rate: int
-    n_src: int
-    segment: float
-    n_train: int
-    n_valid: int
-    n_test: int
-    gain_db: float
-    pitch_jitter: int
-    rate_jitter: int
-    engines: tuple[str, ...]
-    seed: int
-    split_fractions: tuple[float, float, float]
-    utterance_reuse: float
-    shard_size: int
-
-    @classmethod
-    def from_config(cls, data: dict[str, Any] | None = None) -> CorpusSpec:
-        """Validate a config's ``data`` mapping (defaults filled in) and build the spec."""
-        section = validate({"data": dict(data or {})})["data"]
-        values = dict(
-            section["embedded"], sample_rate=section["sample_rate"], n_src=section["n_src"]
-        )
-        if abs(sum(values["split_fractions"]) - 1) > 1e-6:
-            raise ConfigError("data.embedded.split_fractions must sum to 1")
-        values["engines"] = tuple(values["engines"])
-        values["split_fractions"] = tuple(values["split_fractions"])
-        return cls(**values)
-
-    def n_mixtures(self, split: str) -> int:
-        return int(getattr(self, f"n_{split}"))
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
-        }
-
-    def key(self) -> str:
-        """Short hash of the spec and the generator version: the corpus's cache key."""
-        blob = json.dumps({"spec": self.as_dict(), "generator": GENERATOR_VERSION}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -170,8 +116,9 @@ def _plan(spec: CorpusSpec, engines: list[str]) -> _Plan:
         n_talkers = sum(len(t) for t in families.values())
         if n_talkers < spec.n_src:
             raise DataError(
-                f"split {split} has {n_talkers} talkers, fewer than n_src={spec.n_src}; "
-                "install flite/festival or lower data.n_src"
+                f"split {split} has {n_talkers} talkers, fewer than data.n_src={spec.n_src} "
+                f"(data.embedded.engines {list(engines)}): add flite and festival to "
+                "data.embedded.engines (apt-get install flite festival) or lower data.n_src"
             )
         n_utt = max(
             4 * spec.n_src,
@@ -199,16 +146,20 @@ def _plan(spec: CorpusSpec, engines: list[str]) -> _Plan:
 
 def _synthesise(utterances: list[_Utterance], spec: CorpusSpec, jobs: int) -> list[np.ndarray]:
     """Synthesise in shards, each in a fresh process (eSpeak keeps state between calls, so a
-    shard's audio would otherwise depend on the shards before it), then resample in this one."""
+    shard's audio would otherwise depend on the shards before it), then resample in this one.
+
+    Returns one ``(time,)`` float32 waveform per utterance at ``spec.sample_rate``.
+    """
     requests = [(u.voice, u.text) for u in utterances]
     shards = [requests[i : i + spec.shard_size] for i in range(0, len(requests), spec.shard_size)]
-    context = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(
-        max_workers=jobs, mp_context=context, max_tasks_per_child=1
-    ) as pool:
-        results = [item for shard in pool.map(tts.synthesize_all, shards) for item in shard]
+    results = run_fresh(
+        "sfsrnet.data.tts:synthesize_all",
+        [(shard,) for shard in shards],
+        jobs,
+        "speech synthesis of the embedded corpus",
+    )
     waves = []
-    for wav, rate in results:
+    for wav, rate in (item for shard in results for item in shard):
         wav = resample(torch.from_numpy(np.ascontiguousarray(wav)), rate, spec.sample_rate)
         waves.append(wav.numpy().astype(np.float32))
     return waves
@@ -277,64 +228,36 @@ def _mix_split(
     return table
 
 
-def read_manifest(root: str | Path) -> dict[str, Any] | None:
-    """The manifest of a finished corpus at ``root``, or ``None`` when there is none."""
-    path = Path(root) / MANIFEST
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text())
-
-
 def make_corpus(spec: CorpusSpec, root: str | Path, jobs: int = 1) -> dict[str, Any]:
     """Build the corpus at ``root`` unless a finished one with the same spec is already there.
 
-    Safe to call from several processes at once: one builds (under a file lock, into a temporary
-    folder renamed into place when complete), the others wait and reuse it. Returns the manifest.
+    Every engine of ``spec.engines`` must be installed (a :class:`ConfigError` otherwise: a
+    corpus is never made with fewer engines than its key says). Safe to call from several
+    processes at once (:func:`sfsrnet.data.build.build_once`). Returns the manifest.
     """
-    root = Path(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root) + ".lock"):
-        existing = read_manifest(root)
-        if existing is not None:
-            if existing.get("key") != spec.key():
-                raise DataError(
-                    f"{root} holds a corpus with another spec (key {existing.get('key')}, "
-                    f"wanted {spec.key()}); remove it or choose another folder"
-                )
-            log.info("corpus %s is up to date", root)
-            return existing
+    missing = [e for e in spec.engines if e != "espeak" and e not in tts.available_engines()]
+    if missing:
+        raise ConfigError(
+            f"data.embedded.engines asks for {', '.join(missing)}, not installed here "
+            "(on Debian/Ubuntu: apt-get install flite festival)"
+        )
+
+    def build(tmp: Path) -> dict[str, Any]:
         start = time.monotonic()
-        engines = [e for e in spec.engines if e in tts.available_engines()]
-        missing = sorted(set(spec.engines) - set(engines))
-        if missing:
-            log.warning(
-                "speech engine(s) %s not installed: the corpus is built without them "
-                "(on Debian: apt-get install flite festival)",
-                ", ".join(missing),
-            )
-        if not engines:
-            raise DataError(f"none of the speech engines {list(spec.engines)} is available")
-        plan = _plan(spec, engines)
-        tmp = root.with_name(f"{root.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
+        plan = _plan(spec, list(spec.engines))
         rng = np.random.default_rng([spec.seed, 1])
         for split in SPLITS:
             waves = _synthesise(plan.utterances[split], spec, jobs)
             _mix_split(split, spec, plan.utterances[split], waves, tmp, rng)
             log.info("split %s: %d mixtures", split, spec.n_mixtures(split))
-        manifest = {
+        return {
             "corpus": "embedded",
-            "key": spec.key(),
             "generator_version": GENERATOR_VERSION,
             "spec": spec.as_dict(),
-            "engines": engines,
-            "engines_missing": missing,
+            "engines": list(spec.engines),
             "speakers": plan.speakers,
             "n_sentences": {s: len(plan.sentences[s]) for s in SPLITS},
             "seconds_to_build": round(time.monotonic() - start, 1),
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        if root.exists():
-            shutil.rmtree(root)
-        tmp.rename(root)
-        return manifest
+
+    return build_once(root, spec.key(), build, "an embedded corpus made")

@@ -14,10 +14,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from sfsrnet.data.corpora import default_prepared_dir, prepared_key
 from sfsrnet.data.folder import SeparationFolder
+from sfsrnet.data.identity import corpus_folder, corpus_key, read_manifest, resolve_corpus
 from sfsrnet.data.mixing import DynamicMixing, EpochSampler
-from sfsrnet.data.prepare import read_manifest
 from sfsrnet.errors import ConfigError, DataError
 
 
@@ -50,29 +49,33 @@ def pad_collate(
 def corpus_root(config: dict[str, Any]) -> Path:
     """The generic-layout folder that a cell's training and evaluation read.
 
-    embedded: ``data.root``. Real corpora: ``data.prepared`` (default
-    ``<results_dir>/data/<corpus>-<key>``), which must hold the corpus prepared with the config's
-    settings (``python -m sfsrnet make-corpus``); anything else is a :class:`DataError` that says
-    so, raised before any training.
+    The folder comes from :func:`sfsrnet.data.identity.resolve_corpus`. embedded: ``data.root``;
+    when it is null, the default folder ``<results_dir>/data/embedded-<key>`` must hold the
+    corpus. Real corpora: ``data.prepared`` (default ``<results_dir>/data/<corpus>-<key>``),
+    which must hold the corpus prepared with the config's settings (``python -m sfsrnet
+    make-corpus``). Anything else is an error that says so, raised before any training.
     """
-    data = config["data"]
-    if data["corpus"] == "embedded":
-        if data["root"] is None:
-            raise ConfigError(
-                "data.root is not set: make the corpus first (python -m sfsrnet make-corpus)"
-            )
-        return Path(data["root"])
-    folder = Path(data["prepared"]) if data["prepared"] else default_prepared_dir(config)
+    data = resolve_corpus(config)
+    folder = Path(corpus_folder(data))
     manifest = read_manifest(folder)
+    if data["corpus"] == "embedded":
+        # A data.root given by hand may be any folder in the generic layout, manifest or not.
+        if config["data"]["root"] is None and manifest is None:
+            raise ConfigError(
+                f"data.root is not set and the default corpus folder {folder} holds no corpus: "
+                "make the corpus first (python -m sfsrnet make-corpus --config <this config>)"
+            )
+        return folder
+    key = corpus_key(data)
     if manifest is None:
         raise DataError(
             f"the {data['corpus']} corpus is not prepared in {folder}: run "
             "python -m sfsrnet make-corpus --config <this config> first (the workflow does)"
         )
-    if manifest["key"] != prepared_key(data):
+    if manifest["key"] != key:
         raise DataError(
             f"{folder} holds the {manifest['corpus']} corpus prepared with other settings "
-            f"(key {manifest['key']}, this config's is {prepared_key(data)}): prepare it again "
+            f"(key {manifest['key']}, this config's is {key}): prepare it again "
             "(python -m sfsrnet make-corpus) or set data.prepared to another folder"
         )
     return folder

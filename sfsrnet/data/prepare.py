@@ -16,12 +16,8 @@ not copied.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import json
 import logging
-import multiprocessing
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,15 +27,18 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 import torch
-from filelock import FileLock
 
 from sfsrnet.audio import resample, write_wav
-from sfsrnet.data.corpora import SPLITS, CorpusSource, Entry, prepared_key
+from sfsrnet.data.build import build_once, run_fresh
+from sfsrnet.data.corpora import SPLITS, CorpusSource, Entry
+from sfsrnet.data.identity import prepared_key, read_manifest  # noqa: F401  (read_manifest: API)
 from sfsrnet.errors import DataError
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
+# Below this many mixtures a split is resampled in this process: starting processes costs more.
+_MIN_PARALLEL = 1000
+_MIN_CHUNK = 16
 # Problems listed in one error message; the rest are counted.
 _SHOWN = 8
 # Quantisation step of each integer sample format (full scale = 1).
@@ -194,12 +193,6 @@ def _raise(problems: list[str], what: str) -> None:
     raise DataError(f"{what}: {len(problems)} problem(s) found: {shown}{more}")
 
 
-def read_manifest(folder: str | Path) -> dict[str, Any] | None:
-    """The manifest of a finished prepared corpus, or None."""
-    path = Path(folder) / MANIFEST
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def check_corpus(data: dict[str, Any]) -> dict[str, list[Checked]]:
     """Header checks of every file of every split of the corpus a validated ``data`` section
     names; raises one :class:`DataError` listing the problems (each naming its file).
@@ -226,24 +219,14 @@ def prepare_corpus(data: dict[str, Any], out: str | Path, jobs: int = 1) -> dict
     """Check a real corpus and write its prepared form at ``data.sample_rate`` to ``out``.
 
     ``data`` is a validated config's ``data`` section. Nothing is redone when ``out`` already
-    holds the corpus prepared with the same settings. Safe to call from several processes: one
-    works (under a file lock, into a temporary folder renamed into place when complete), the
-    others wait and reuse it. Problems in the corpus raise one :class:`DataError` naming each
-    file and what is wrong, before anything is written. Returns the manifest.
+    holds the corpus prepared with the same settings. Safe to call from several processes
+    (:func:`sfsrnet.data.build.build_once`). Problems in the corpus raise one
+    :class:`DataError` naming each file and what is wrong, before anything is written. Returns
+    the manifest.
     """
-    out = Path(out)
     key = prepared_key(data)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(out) + ".lock"):
-        existing = read_manifest(out)
-        if existing is not None:
-            if existing.get("key") != key:
-                raise DataError(
-                    f"{out} holds a corpus prepared with other settings (key "
-                    f"{existing.get('key')}, wanted {key}); remove it or choose another folder"
-                )
-            log.info("prepared corpus %s is up to date", out)
-            return existing
+
+    def build(tmp: Path) -> dict[str, Any]:
         start = time.monotonic()
         source = CorpusSource.from_data(data)
         checked = check_corpus(data)
@@ -255,54 +238,45 @@ def prepare_corpus(data: dict[str, Any], out: str | Path, jobs: int = 1) -> dict
                 f"data.sample_rate {sample_rate}; the harness does not upsample a corpus"
             )
         clean = data["task"] == "clean"
-        tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            counts = {}
-            for split in SPLITS:
-                items = checked[split]
-                if rate != sample_rate:
-                    problems, lengths = _derive_all(items, tmp / split, sample_rate, data, jobs)
-                else:
-                    problems = _sample_checks(items, data["check_sample"], clean, data)
-                    lengths = [i.length for i in items]
-                    if not problems:
-                        for item in items:
-                            _link(item, tmp / split)
-                _raise(problems, f"{data['corpus']} corpus at {source.root}, split {split}")
-                table = pd.DataFrame(
-                    {
-                        "mixture_id": [i.entry.name for i in items],
-                        "length": lengths,
-                        **{
-                            f"s{c + 1}_speaker": [i.entry.speakers[c] for i in items]
-                            for c in range(data["n_src"])
-                        },
-                        "source_mix": [str(i.entry.mix) for i in items],
-                    }
-                )
-                table.to_csv(tmp / f"{split}.csv", index=False)
-                counts[split] = len(items)
-                log.info("%s: %d mixtures prepared", split, len(items))
-            manifest = {
-                "corpus": data["corpus"],
-                "key": key,
-                "source_root": str(source.root),
-                "source_rate": rate,
-                "sample_rate": sample_rate,
-                "n_src": data["n_src"],
-                "resampled": rate != sample_rate,
-                "data": {k: data[k] for k in data if k not in ("embedded", "prepared")},
-                "n_mixtures": counts,
-                "seconds_to_build": round(time.monotonic() - start, 1),
-            }
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-            if out.exists():
-                shutil.rmtree(out)
-            tmp.rename(out)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return manifest
+        counts = {}
+        for split in SPLITS:
+            items = checked[split]
+            if rate != sample_rate:
+                problems, lengths = _derive_all(items, tmp / split, sample_rate, data, jobs)
+            else:
+                problems = _sample_checks(items, data["check_sample"], clean, data)
+                lengths = [i.length for i in items]
+                if not problems:
+                    for item in items:
+                        _link(item, tmp / split)
+            _raise(problems, f"{data['corpus']} corpus at {source.root}, split {split}")
+            table = pd.DataFrame(
+                {
+                    "mixture_id": [i.entry.name for i in items],
+                    "length": lengths,
+                    **{
+                        f"s{c + 1}_speaker": [i.entry.speakers[c] for i in items]
+                        for c in range(data["n_src"])
+                    },
+                    "source_mix": [str(i.entry.mix) for i in items],
+                }
+            )
+            table.to_csv(tmp / f"{split}.csv", index=False)
+            counts[split] = len(items)
+            log.info("%s: %d mixtures prepared", split, len(items))
+        return {
+            "corpus": data["corpus"],
+            "source_root": str(source.root),
+            "source_rate": rate,
+            "sample_rate": sample_rate,
+            "n_src": data["n_src"],
+            "resampled": rate != sample_rate,
+            "data": {k: data[k] for k in data if k not in ("embedded", "prepared")},
+            "n_mixtures": counts,
+            "seconds_to_build": round(time.monotonic() - start, 1),
+        }
+
+    return build_once(out, key, build, f"the {data['corpus']} corpus prepared")
 
 
 def _sample_checks(items: list[Checked], n: int, clean: bool, data: dict[str, Any]) -> list[str]:
@@ -323,16 +297,18 @@ def _derive_all(
     items: list[Checked], out: Path, sample_rate: int, data: dict[str, Any], jobs: int
 ) -> tuple[list[str], list[int]]:
     args = (str(out), sample_rate, data["task"] == "clean", data["sum_tolerance"])
-    if jobs <= 1 or len(items) < 1000:  # below that, starting processes costs more
+    if jobs <= 1 or len(items) < _MIN_PARALLEL:
         return _derive(items, *args)
-    size = max(16, len(items) // (8 * jobs))
+    size = max(_MIN_CHUNK, len(items) // (8 * jobs))
     chunks = [items[i : i + size] for i in range(0, len(items), size)]
     problems: list[str] = []
     lengths: list[int] = []
-    # Fresh processes: torch and its threads do not survive a fork well.
-    context = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        for found, chunk_lengths in pool.map(_derive, chunks, *([a] * len(chunks) for a in args)):
-            problems += found
-            lengths += chunk_lengths
+    # Fresh processes: torch and its threads do not survive a fork well, and a spawn pool would
+    # re-import the caller's __main__.
+    calls = [(chunk, *args) for chunk in chunks]
+    for found, chunk_lengths in run_fresh(
+        "sfsrnet.data.prepare:_derive", calls, jobs, "resampling"
+    ):
+        problems += found
+        lengths += chunk_lengths
     return problems, lengths

@@ -2,7 +2,8 @@
 non-zero exit, before any training, without a Python traceback (unless --debug).
 
 Each case id is a row of docs/errors.md, whose message column must be what the case prints (paths
-under the test's folder written as <tmp>). To print the messages of every case after changing
+under the test's folder written as <tmp>, figures that depend on the corpus's audio as the case
+computes them, e.g. <rms>, <key>). To print the messages of every case after changing
 one, run with SFSRNET_ERRORS_DUMP=messages.json and copy them into the doc.
 """
 
@@ -16,7 +17,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,8 @@ import yaml
 
 from sfsrnet.__main__ import main
 from sfsrnet.checkpoint import build_system, save_checkpoint, system_spec
+from sfsrnet.config import validate
+from sfsrnet.data import corpus_key, resolve_corpus
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "errors.md"
@@ -41,6 +44,9 @@ class World:
     tmp: Path
     config: dict
     source_corpus: Path
+    # Figures of a message that depend on the corpus's audio (and so on its engines), as the
+    # case computed them -> the placeholder docs/errors.md shows instead.
+    figures: dict[str, str] = field(default_factory=dict)
 
     @property
     def out(self) -> Path:
@@ -192,7 +198,11 @@ def cuda_without_gpu(w: World) -> list[str]:
 
 @case("data.root")
 def corpus_root_not_set(w: World) -> list[str]:
-    return w.train(_set(w.config, "data.root", None))
+    config = _set(w.config, "data.root", None)
+    # The default folder is named by the corpus key, a hash that moves with the generator.
+    folder = Path(resolve_corpus(validate(config))["root"]).name
+    w.figures[folder] = "embedded-<key>"
+    return w.train(config)
 
 
 @case("data.root")
@@ -243,6 +253,13 @@ def mixture_not_sum(w: World) -> list[str]:
     path = _first(w.corpus(), "mix")
     data, rate = sf.read(path)
     sf.write(path, 1.5 * data, rate, subtype="FLOAT")
+    # The RMS difference the check reports, from the files as written (it depends on the audio).
+    mix = sf.read(path, dtype="float32")[0].astype(np.float64)
+    ref = np.stack(
+        [sf.read(path.parents[1] / f"s{c}" / path.name, dtype="float32")[0] for c in (1, 2)]
+    )
+    err = np.sqrt(np.mean((mix - ref.sum(0, dtype=np.float64)) ** 2))
+    w.figures[f"RMS difference {err:.3g} is"] = "RMS difference <rms> is"
     config = json.loads(json.dumps(w.config))
     config["data"] |= {"corpus": "folder", "check_sample": 1000}
     return ["make-corpus", "--config", w.write(config)]
@@ -350,10 +367,13 @@ def init_from_weights_that_do_not_fit(w: World) -> list[str]:
     return w.train(config)
 
 
-@case("another spec")
+@case("other settings")
 def corpus_folder_of_another_spec(w: World) -> list[str]:
     root = w.corpus()
     config = _set(w.config, "data.embedded.n_train", 99)
+    held = json.loads((root / "manifest.json").read_text())["key"]
+    wanted = corpus_key(validate(config)["data"])
+    w.figures[f"(key {held}, wanted {wanted})"] = "(key <key>, wanted <other key>)"
     return ["make-corpus", "--config", w.write(config), "--out", str(root)]
 
 
@@ -447,6 +467,9 @@ def test_bad_input_is_refused_with_one_paragraph(bad: Case, world: World, capsys
         assert not (world.out / "last.pt").exists() and not (world.out / "train_log.csv").exists()
     assert code != 0
     assert bad.culprit in message, message
+    for figure, placeholder in world.figures.items():
+        assert figure in message, (figure, message)
+        message = message.replace(figure, placeholder)
     _check_against_doc(bad.id, message.replace(str(world.tmp), "<tmp>"))
 
 

@@ -10,6 +10,8 @@ import torch
 
 from sfsrnet.audio import resample
 from sfsrnet.config import validate
+from sfsrnet.data import corpus_folder, resolve_corpus
+from sfsrnet.data import prepare as prepare_module
 from sfsrnet.data.corpora import CorpusSource, resolve_root
 from sfsrnet.data.fake import write_fake_corpus
 from sfsrnet.data.folder import SeparationFolder
@@ -148,3 +150,39 @@ def test_training_reads_only_a_corpus_prepared_with_its_settings(fake_tree, tmp_
     config["data"]["sample_rate"] = 16000
     with pytest.raises(DataError, match="other settings"):
         corpus_root(config)
+
+
+def test_resolve_corpus_of_a_real_corpus(fake_tree, tmp_path, monkeypatch):
+    """root from the environment made absolute; prepared named by the key the manifest holds."""
+    monkeypatch.chdir(fake_tree("wsj0-2mix").parent)
+    monkeypatch.setenv("SFSRNET_WSJ0_MIX", "wsj0-2mix")  # relative to the current folder
+    config = validate({"results_dir": str(tmp_path), "data": {"corpus": "wsj0-2mix"}})
+    data = resolve_corpus(config)
+    assert data["root"] == str(fake_tree("wsj0-2mix").resolve())
+    folder = corpus_folder(data)
+    assert folder == data["prepared"] and folder.startswith(str(tmp_path / "data" / "wsj0-2mix-"))
+    assert resolve_corpus({**config, "data": data}) == data, "idempotent"
+    manifest = prepare_corpus(data, folder)
+    assert folder.endswith(f"-{manifest['key']}")
+    assert corpus_root(config) == tmp_path / "data" / f"wsj0-2mix-{manifest['key']}"
+    monkeypatch.delenv("SFSRNET_WSJ0_MIX")
+    with pytest.raises(ConfigError, match=r"data\.root is not set.*SFSRNET_WSJ0_MIX"):
+        resolve_corpus(config)
+    monkeypatch.setenv("SFSRNET_WSJ0_MIX", str(tmp_path / "gone"))
+    with pytest.raises(ConfigError, match=r"data\.root is null and SFSRNET_WSJ0_MIX = .*gone"):
+        resolve_corpus(config)
+
+
+def test_parallel_resampling_runs_in_fresh_processes(fake_tree, tmp_path, monkeypatch):
+    """--jobs > 1 resamples in worker processes (python -m sfsrnet.data.worker), same result."""
+    monkeypatch.setattr(prepare_module, "_MIN_PARALLEL", 1)
+    monkeypatch.setattr(prepare_module, "_MIN_CHUNK", 3)
+    data = data_section("wsj0-2mix", fake_tree("wsj0-2mix"))
+    prepare_corpus(data, tmp_path / "one", jobs=1)
+    monkeypatch.setattr(prepare_module, "_derive", None)  # the parent may not resample itself
+    prepare_corpus(data, tmp_path / "two", jobs=2)
+    for name in ("train.csv", "test.csv"):
+        assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text()
+    a = SeparationFolder(tmp_path / "one", "train", 2, 8000)[0]
+    b = SeparationFolder(tmp_path / "two", "train", 2, 8000)[0]
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])

@@ -46,7 +46,7 @@ def test_missing_root_names_the_key_and_the_variable(monkeypatch):
 
 def test_root_that_does_not_exist(tmp_path):
     nowhere = re.escape(f"data.root = {tmp_path / 'nowhere'}: the wsj0-2mix corpus folder")
-    with pytest.raises(DataError, match=nowhere):
+    with pytest.raises(ConfigError, match=nowhere + r".*SFSRNET_WSJ0_MIX"):
         prepare("wsj0-2mix", tmp_path / "nowhere", tmp_path)
 
 

@@ -15,6 +15,7 @@ from sfsrnet.report import build_report, read_study
 from sfsrnet.stats import bootstrap_ci, paired_p_value
 
 N_UTT = 12
+CORPUS_KEY = "0123456789ab"
 BANDS = [(0.0, 1000.0, False), (1000.0, 2000.0, False), (2000.0, 4000.0, True)]
 
 
@@ -37,6 +38,12 @@ def _write_cell(study: Path, axes: dict, si_snr_i: np.ndarray, band_offset: floa
         + [f"sr-{'on' if sr else 'off'}", f"seed{axes.get('seed', 0)}"]
     )
     config["cell"] = {"name": name, "axes": axes}
+    # The corpus the cell read, as resolve_corpus names it and make-corpus leaves it.
+    corpus = study.parent / "data" / f"embedded-{CORPUS_KEY}"
+    corpus.mkdir(parents=True, exist_ok=True)
+    manifest = {"key": CORPUS_KEY, "corpus": "embedded", "engines": ["espeak"]}
+    (corpus / "manifest.json").write_text(json.dumps(manifest))
+    config["data"]["root"] = str(corpus)
     cell = study / "cells" / name
     cell.mkdir(parents=True)
     save_yaml(config, cell / "config.yaml")
@@ -199,3 +206,11 @@ def test_paired_p_value_drops_missing_pairs():
     on[3] = np.nan
     assert paired_p_value(on, off) == pytest.approx(scipy_stats.wilcoxon(np.ones(9)).pvalue)
     assert np.isnan(paired_p_value(off, off))
+
+
+def test_tables_name_the_corpus_its_key_and_engines(paths):
+    first = paths["ablation_md"].read_text().splitlines()[0]
+    assert first == f"Corpus: embedded-{CORPUS_KEY} (engines: espeak)"
+    cells = pd.read_csv(paths["cells_csv"], dtype=str)
+    assert set(cells.corpus) == {f"embedded-{CORPUS_KEY}"}
+    assert set(cells.corpus_key) == {CORPUS_KEY} and set(cells.engines) == {"espeak"}

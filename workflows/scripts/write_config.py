@@ -1,4 +1,4 @@
-"""Snakemake script: write the rule's ``params.content`` to ``output[0]`` (JSON or YAML by suffix)."""
+"""Snakemake script: write ``params.content`` to ``output[0]``, as JSON or YAML by its suffix."""
 
 import json
 from pathlib import Path

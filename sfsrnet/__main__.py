@@ -200,7 +200,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def cmd_list_separators(args: argparse.Namespace) -> None:
-    from sfsrnet.registry import list_separators
+    from sfsrnet.separators import list_separators
 
     print("\n".join(list_separators()))
 

@@ -53,12 +53,23 @@ def _separator_args(spec: dict[str, Any]) -> dict[str, Any]:
     return args
 
 
+def _build_sr(spec: dict[str, Any]) -> SuperResolution | None:
+    if spec.get("sr") is None:
+        return None
+    try:
+        return SuperResolution(spec["n_src"], spec["sample_rate"], **spec["sr"])
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"sr.args: {err}") from err
+
+
 def check_spec(spec: dict[str, Any]) -> None:
-    """Refuse what :func:`build_system` would refuse about the separator, building nothing:
-    its module, its name, its argument names, stride mode without stride arguments, the rate."""
+    """Refuse what :func:`build_system` would refuse about the config, without building the
+    separator: its module, name and argument names, stride mode without stride arguments, the
+    rate, and the SR add-on's arguments (the add-on is built once and dropped: it is small)."""
     _import_module(spec)
     separator_rate(spec["sample_rate"], spec["factor"], spec["mode"])
     check_separator_args(spec["separator"], _separator_args(spec))
+    _build_sr(spec)
 
 
 def build_system(spec: dict[str, Any]) -> SeparationSystem:
@@ -69,12 +80,7 @@ def build_system(spec: dict[str, Any]) -> SeparationSystem:
     separator = build_separator(
         spec["separator"], n_src=spec["n_src"], sample_rate=low_rate, **args
     )
-    sr = None
-    if spec.get("sr") is not None:
-        try:
-            sr = SuperResolution(spec["n_src"], spec["sample_rate"], **spec["sr"])
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"sr.args: {err}") from err
+    sr = _build_sr(spec)
     system = SeparationSystem(separator, spec["sample_rate"], spec["factor"], spec["mode"], sr=sr)
     system.spec = dict(spec)
     return system

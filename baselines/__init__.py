@@ -1,8 +1,7 @@
 """Adapters that make third-party separators fit the harness's separator contract.
 
 Importing this package registers them: Asteroid's ConvTasNet and DPRNN
-(:mod:`baselines.asteroid_models`) and a SepFormer on Asteroid's blocks
-(:mod:`baselines.sepformer`).
+(:mod:`baselines.asteroid_models`). Models written in this project live in :mod:`sfsrnet.models`.
 """
 
-from baselines import asteroid_models, sepformer  # noqa: F401
+from baselines import asteroid_models  # noqa: F401

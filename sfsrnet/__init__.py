@@ -15,9 +15,10 @@ __version__ = "0.1.0"
 
 _HOMES = {
     "SeparationSystem": "sfsrnet.system",
-    "build_separator": "sfsrnet.registry",
-    "list_separators": "sfsrnet.registry",
-    "register_separator": "sfsrnet.registry",
+    # Through sfsrnet.separators, so the built-in separators are registered first.
+    "build_separator": "sfsrnet.separators",
+    "list_separators": "sfsrnet.separators",
+    "register_separator": "sfsrnet.separators",
 }
 
 

@@ -120,15 +120,20 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         band_edges_hz=tuple(ev.get("band_edges", (500.0, 1000.0, 2000.0))),
         progress=not args.no_progress,
     )
-    if config is None:
-        _, summary = evaluate_checkpoint(args.checkpoint, root, out_dir=out, **kwargs)
-    else:
-        from sfsrnet.tracking import cell_run
+    # The files first, MLflow after: a tracking failure must not cost the evaluation.
+    _, summary = evaluate_checkpoint(args.checkpoint, root, out_dir=out, **kwargs)
+    if config is not None:
+        from sfsrnet.tracking import cell_run, log_training
 
-        with cell_run(config, "evaluate") as run:
-            _, summary = evaluate_checkpoint(args.checkpoint, root, out_dir=out, **kwargs)
-            run.log_metrics({k: v for k, v in summary.items() if isinstance(v, float)})
-            run.log_cell_files(out, checkpoints=config["mlflow"]["log_checkpoints"])
+        try:
+            with cell_run(config, "evaluate") as run:
+                # The training's files lie beside its checkpoint (the cell folder).
+                log_training(run, Path(args.checkpoint).parent)
+                run.log_metrics({k: v for k, v in summary.items() if isinstance(v, float)})
+                run.log_cell_files(out, checkpoints=config["mlflow"]["log_checkpoints"])
+        except Exception:
+            log.error("logging to MLflow failed; the evaluation's files in %s are kept", out)
+            raise
     print(
         f"{summary['split']}: SI-SNRi {summary['si_snr_i']:.2f} "
         f"± {summary['si_snr_i_ci95']:.2f} dB, "
@@ -209,7 +214,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def cmd_list_separators(args: argparse.Namespace) -> None:
-    from sfsrnet.registry import list_separators
+    from sfsrnet.separators import list_separators
 
     print("\n".join(list_separators()))
 

@@ -77,7 +77,7 @@ def bench_separators(
     (CPU-sized; the ratios across factors are what the table is for).
     """
     from sfsrnet.config import load_yaml
-    from sfsrnet.registry import list_separators
+    from sfsrnet.separators import list_separators
 
     root = Path(__file__).resolve().parents[1] / "config" / "separators"
     cases = []
@@ -161,7 +161,7 @@ def bench_sr_cost(
     ``resample`` mode, 8 kHz, two sources. ``rtf`` is CPU seconds per second of audio.
     """
     from sfsrnet.config import load_yaml
-    from sfsrnet.registry import list_separators
+    from sfsrnet.separators import list_separators
 
     root = Path(__file__).resolve().parents[1] / "config"
     sr_presets = load_yaml(root / "sr.yaml")["presets"]

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from sfsrnet.errors import ConfigError, DataError
-from sfsrnet.registry import build_separator, strided_args
+from sfsrnet.separators import build_separator, check_separator_args, strided_args
 from sfsrnet.sr import SuperResolution
 from sfsrnet.system import SeparationSystem, separator_rate
 
@@ -35,8 +35,8 @@ def system_spec(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def build_system(spec: dict[str, Any]) -> SeparationSystem:
-    """A freshly initialised system from :func:`system_spec`'s mapping."""
+def _import_module(spec: dict[str, Any]) -> None:
+    """Import ``separator.module``, a user's module that registers its separator on import."""
     if spec.get("module"):
         try:
             importlib.import_module(spec["module"])
@@ -44,19 +44,43 @@ def build_system(spec: dict[str, Any]) -> SeparationSystem:
             raise ConfigError(
                 f"separator.module {spec['module']!r} cannot be imported: {err}"
             ) from err
-    low_rate = separator_rate(spec["sample_rate"], spec["factor"], spec["mode"])
+
+
+def _separator_args(spec: dict[str, Any]) -> dict[str, Any]:
     args = spec["separator_args"]
     if spec["mode"] == "stride":
         args = strided_args(spec["separator"], args, spec["factor"])
+    return args
+
+
+def _build_sr(spec: dict[str, Any]) -> SuperResolution | None:
+    if spec.get("sr") is None:
+        return None
+    try:
+        return SuperResolution(spec["n_src"], spec["sample_rate"], **spec["sr"])
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"sr.args: {err}") from err
+
+
+def check_spec(spec: dict[str, Any]) -> None:
+    """Refuse what :func:`build_system` would refuse about the config, without building the
+    separator: its module, name and argument names, stride mode without stride arguments, the
+    rate, and the SR add-on's arguments (the add-on is built once and dropped: it is small)."""
+    _import_module(spec)
+    separator_rate(spec["sample_rate"], spec["factor"], spec["mode"])
+    check_separator_args(spec["separator"], _separator_args(spec))
+    _build_sr(spec)
+
+
+def build_system(spec: dict[str, Any]) -> SeparationSystem:
+    """A freshly initialised system from :func:`system_spec`'s mapping."""
+    _import_module(spec)
+    low_rate = separator_rate(spec["sample_rate"], spec["factor"], spec["mode"])
+    args = _separator_args(spec)
     separator = build_separator(
         spec["separator"], n_src=spec["n_src"], sample_rate=low_rate, **args
     )
-    sr = None
-    if spec.get("sr") is not None:
-        try:
-            sr = SuperResolution(spec["n_src"], spec["sample_rate"], **spec["sr"])
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"sr.args: {err}") from err
+    sr = _build_sr(spec)
     system = SeparationSystem(separator, spec["sample_rate"], spec["factor"], spec["mode"], sr=sr)
     system.spec = dict(spec)
     return system

@@ -2,6 +2,10 @@
 
 A separator is any ``torch.nn.Module`` with integer attributes ``n_src`` and ``sample_rate`` whose
 forward maps a mixture ``(batch, time)`` to estimates ``(batch, n_src, time)`` at its own rate.
+
+The registry knows no separator by itself: a package registers its own when it is imported. The
+ones that ship with sfsrnet are registered by importing :mod:`sfsrnet.separators`, which the code
+that builds systems does.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ SeparatorFactory = Callable[..., nn.Module]
 
 _FACTORIES: dict[str, SeparatorFactory] = {}
 _STRIDE_ARGS: dict[str, tuple[str, ...]] = {}
-_builtins_loaded = False
 
 
 def _key(name: str) -> str:
@@ -50,25 +53,13 @@ def register_separator(
     return factory
 
 
-def _load_builtins() -> None:
-    # The Asteroid adapters live in the top-level ``baselines`` package and register themselves on
-    # import; importing lazily keeps ``import sfsrnet`` light and avoids an import cycle.
-    global _builtins_loaded
-    if not _builtins_loaded:
-        _builtins_loaded = True
-        import baselines  # noqa: F401
-        import sfsrnet.models.sfsrnet  # noqa: F401
-
-
 def list_separators() -> list[str]:
     """Names of every registered separator, sorted."""
-    _load_builtins()
     return sorted(_FACTORIES)
 
 
 def separator_factory(name: str) -> SeparatorFactory:
     """The factory registered under ``name``; the error lists the registered names."""
-    _load_builtins()
     key = _key(name)
     if key not in _FACTORIES:
         known = ", ".join(sorted(_FACTORIES)) or "none"
@@ -98,28 +89,38 @@ def strided_args(name: str, args: dict[str, Any], factor: int) -> dict[str, Any]
     return scaled
 
 
-def build_separator(name: str, *, n_src: int, sample_rate: int, **kwargs: Any) -> nn.Module:
-    """Build the separator ``name`` for ``n_src`` sources at ``sample_rate`` Hz.
+def check_separator_args(name: str, args: dict[str, Any]) -> SeparatorFactory:
+    """The factory of ``name``, after checking that it takes every key of ``args``.
 
-    ``kwargs`` are the separator's constructor arguments (a ``config/separators/*.yaml`` preset).
-    An argument the factory does not take is reported by name before anything is built.
-
-    >>> sep = build_separator("convtasnet", n_src=2, sample_rate=8000, n_blocks=2, n_repeats=1)
-    >>> import torch
-    >>> sep(torch.zeros(1, 800)).shape
-    torch.Size([1, 2, 800])
+    Builds nothing, so a training can refuse a misspelt argument before it reads its data.
     """
     factory = separator_factory(name)
     params = inspect.signature(factory).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     if not takes_any:
-        unknown = sorted(set(kwargs) - set(params))
+        unknown = sorted(set(args) - set(params))
         if unknown:
             allowed = ", ".join(p for p in params if p not in ("n_src", "sample_rate"))
             raise ConfigError(
                 f"separator {name!r} has no argument(s) {', '.join(unknown)} "
                 f"(separator.args); it takes: {allowed}"
             )
+    return factory
+
+
+def build_separator(name: str, *, n_src: int, sample_rate: int, **kwargs: Any) -> nn.Module:
+    """Build the separator ``name`` for ``n_src`` sources at ``sample_rate`` Hz.
+
+    ``kwargs`` are the separator's constructor arguments (a ``config/separators/*.yaml`` preset).
+    An argument the factory does not take is reported by name before anything is built.
+
+    >>> import sfsrnet.separators  # registers the separators that ship with sfsrnet
+    >>> sep = build_separator("convtasnet", n_src=2, sample_rate=8000, n_blocks=2, n_repeats=1)
+    >>> import torch
+    >>> sep(torch.zeros(1, 800)).shape
+    torch.Size([1, 2, 800])
+    """
+    factory = check_separator_args(name, kwargs)
     try:
         model = factory(n_src=n_src, sample_rate=sample_rate, **kwargs)
     except TypeError as err:

@@ -59,7 +59,7 @@ class SeparationSystem(nn.Module):
         mode: ``"resample"`` or ``"stride"``.
         sr: optional SR add-on.
 
-    >>> from sfsrnet.registry import build_separator
+    >>> from sfsrnet.separators import build_separator
     >>> sep = build_separator("convtasnet", n_src=2, sample_rate=4000, n_blocks=2, n_repeats=1)
     >>> system = SeparationSystem(sep, sample_rate=8000, factor=2)
     >>> system(torch.randn(3, 8001)).shape

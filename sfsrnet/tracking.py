@@ -12,6 +12,7 @@ oldest one and the other is deleted (see :func:`_settle`), so neither is lost no
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import logging
@@ -163,6 +164,12 @@ class CellRun:
         batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if v is not None]
         self.client.log_batch(self.run_id, metrics=batch)
 
+    def logged_steps(self, key: str) -> set[int]:
+        """Steps at which the run already has metric ``key`` (none when tracking is off)."""
+        if self.client is None:
+            return set()
+        return {m.step for m in self.client.get_metric_history(self.run_id, key)}
+
     def log_artifacts(self, folder: str | Path, artifact_path: str | None = None) -> None:
         if self.client is not None:
             self.client.log_artifacts(self.run_id, str(folder), artifact_path)
@@ -182,6 +189,35 @@ class CellRun:
                 self.log_artifact(cell_dir / name)
         if (cell_dir / "examples").is_dir():
             self.log_artifacts(cell_dir / "examples", "examples")
+
+
+def log_training(run: CellRun, train_dir: str | Path) -> bool:
+    """Log a finished training to ``run`` from the files it wrote in ``train_dir``.
+
+    Per epoch (``step`` = epoch), every column of ``train_log.csv`` but ``epoch``; once,
+    ``n_params``, ``n_params_sr`` and ``best_valid_si_snr`` of ``train.json``; and
+    ``train_log.csv`` as an artifact. Epochs the run already holds are not logged again, so
+    evaluating a cell twice leaves one value per epoch. Training itself never talks to MLflow:
+    a tracking failure cannot stop it, and MLflow settings are not part of what it depends on.
+    Returns False (and says why in the log) when ``train_dir`` holds no finished training.
+    """
+    train_dir = Path(train_dir)
+    log_csv, summary_json = train_dir / "train_log.csv", train_dir / "train.json"
+    missing = [p.name for p in (log_csv, summary_json) if not p.is_file()]
+    if missing:
+        log.info("%s holds no %s: no training to log to MLflow", train_dir, " or ".join(missing))
+        return False
+    with log_csv.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    summary = json.loads(summary_json.read_text())
+    done = run.logged_steps(next((k for k in rows[0] if k != "epoch"), "")) if rows else set()
+    for row in rows:
+        epoch = int(row["epoch"])
+        if epoch not in done:
+            run.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"}, step=epoch)
+    run.log_metrics({k: summary.get(k) for k in ("n_params", "n_params_sr", "best_valid_si_snr")})
+    run.log_artifact(log_csv)
+    return True
 
 
 @contextmanager

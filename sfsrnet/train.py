@@ -17,7 +17,8 @@ import random
 import statistics
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,24 +31,16 @@ from sfsrnet.audio import read_wav
 from sfsrnet.checkpoint import (
     FORMAT,
     build_system,
+    check_spec,
     load_separator_weights,
-    read_checkpoint,
     save_checkpoint,
     system_spec,
     write_payload,
 )
 from sfsrnet.data.loaders import corpus_root, train_loaders
-from sfsrnet.data.mixing import EpochSampler
 from sfsrnet.errors import ConfigError, DataError, TrainingError
 from sfsrnet.losses import SeparationLoss, pit_si_snr_loss
-from sfsrnet.resume import (
-    identity_digest,
-    load_resume_state,
-    rng_state,
-    set_rng_state,
-    training_identity,
-)
-from sfsrnet.tracking import cell_run
+from sfsrnet.resume import TrainingState, load_resume_state, training_identity
 
 log = logging.getLogger(__name__)
 
@@ -153,44 +146,186 @@ def _cell_name(config: dict[str, Any], out: Path) -> str:
     return config.get("cell", {}).get("name") or str(out)
 
 
-def train_cell(
-    config: dict[str, Any], out_dir: str | Path, threads: int | None = None
-) -> dict[str, Any]:
-    """Train the cell described by a validated ``config``; write checkpoint, log and summary.
+@dataclass
+class _Training:
+    """One cell's training once it is set up (:func:`_setup`): what the epochs share, and the
+    :class:`~sfsrnet.resume.TrainingState` they change."""
 
-    Outputs in ``out_dir``: ``checkpoint.pt`` (best validation SI-SNR), ``last.pt`` (after every
-    epoch; with everything a resumed run needs), ``train_log.csv`` (one row per epoch) and
-    ``train.json`` (summary). When ``out_dir`` holds a ``last.pt`` of an unfinished training with
-    the same training config (and ``train.resume`` is on), training resumes from it. Returns the
-    summary.
+    config: dict[str, Any]
+    out: Path
+    cell: str
+    device: torch.device
+    spec: dict[str, Any]
+    system: torch.nn.Module
+    staged: bool
+    epochs: int
+    train_loader: DataLoader
+    valid_loader: DataLoader
+    loss_fn: SeparationLoss
+    trainable: list[torch.nn.Parameter]
+    state: TrainingState
+    guard: _NonFiniteGuard
+    n_params: int
+    n_params_sr: int
+
+    @property
+    def train_cfg(self) -> dict[str, Any]:
+        return self.config["train"]
+
+    def autocast(self) -> AbstractContextManager:
+        """bf16 autocast when ``train.precision`` asks for it, else nothing."""
+        if self.train_cfg["precision"] == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def run_epoch(self, epoch: int) -> dict[str, Any]:
+        """Train one epoch and validate; returns its row of the train log (nothing saved)."""
+        system, optimizer = self.system, self.state.optimizer
+        system.train()
+        if self.staged:
+            system.separator.eval()  # frozen: no dropout, as it was evaluated
+        sampler = self.train_loader.sampler
+        if hasattr(sampler, "set_epoch"):
+            # Dynamic mixing draws epoch k's mixtures from k, a resumed run included.
+            sampler.set_epoch(epoch)
+        epoch_start = time.monotonic()
+        losses: list[float] = []
+        skipped = 0
+        bar = tqdm(
+            self.train_loader,
+            desc=f"epoch {epoch}/{self.epochs}",
+            # A bar only on a terminal: in a job's log file the per-epoch lines say enough.
+            disable=not (self.train_cfg["progress"] and sys.stderr.isatty()),
+            mininterval=2.0,
+            leave=False,
+        )
+        for step, (mix, ref, lengths) in enumerate(bar, start=1):
+            t0 = time.perf_counter()
+            mix, ref = mix.to(self.device), ref.to(self.device)
+            with self.autocast():
+                est = system(mix)
+            loss = self.loss_fn.for_system(system, est, ref, self.staged, lengths=lengths)
+            loss_value = loss.item()
+            optimizer.zero_grad(set_to_none=True)
+            problem = None
+            if not math.isfinite(loss_value):
+                problem = f"loss ({loss_value})"
+            else:
+                loss.backward()
+                grad_norm = _grad_norm(self.trainable, self.train_cfg["clip_grad_norm"])
+                if not math.isfinite(grad_norm):
+                    problem = f"gradient norm ({grad_norm}; loss {loss_value:.4g})"
+            if problem is not None:
+                self.guard.skip_or_stop(problem, epoch, step, len(self.train_loader))
+                optimizer.zero_grad(set_to_none=True)
+                skipped += 1
+                continue
+            optimizer.step()
+            self.state.step_times.append(time.perf_counter() - t0)
+            losses.append(loss_value)
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.2f}")
+        valid_si_snr = validate(system, self.valid_loader, self.device, self.autocast)
+        if not losses or not math.isfinite(valid_si_snr):
+            self.guard.stop_after_epoch(epoch, valid_si_snr, len(losses))
+        self.state.scheduler.step(valid_si_snr)
+        return {
+            "epoch": epoch,
+            "train_loss": float(np.mean(losses)),
+            "valid_si_snr": valid_si_snr,
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": round(time.monotonic() - epoch_start, 2),
+            "skipped_batches": skipped,
+        }
+
+    def save_epoch(self, row: dict[str, Any]) -> None:
+        """Record a finished epoch: train log, ``last.pt``, and ``checkpoint.pt`` when best."""
+        improved = self.state.end_epoch(row)
+        _write_log(self.out / TRAIN_LOG, self.state.rows)
+        log.info(
+            "epoch %d: train loss %.3f, valid SI-SNR %.2f dB (%.0f s)",
+            row["epoch"],
+            row["train_loss"],
+            row["valid_si_snr"],
+            row["seconds"],
+        )
+        self._save_last()
+        if improved:
+            _save_best(self.out, self.system, self.spec, self.state.best, None)
+
+    def _save_last(self) -> None:
+        payload = {"format": FORMAT, "spec": self.spec, **self.state.state_dict()}
+        write_payload(self.out / LAST_CHECKPOINT, payload)
+
+    def finish(self) -> dict[str, Any]:
+        """Write ``train.json`` and mark ``last.pt`` finished; returns the summary."""
+        state = self.state
+        summary = {
+            "best_epoch": state.best["epoch"],
+            "best_valid_si_snr": state.best["valid_si_snr"],
+            "epochs": self.epochs,
+            "seed": state.seed,
+            "n_params": self.n_params,
+            "n_params_separator": self.n_params - self.n_params_sr,
+            "n_params_sr": self.n_params_sr,
+            "sr_training": ("staged" if self.staged else "joint")
+            if self.system.sr is not None
+            else None,
+            "device": str(self.device),
+            "threads": torch.get_num_threads(),
+            "train_seconds": round(state.train_seconds, 1),
+            "median_step_seconds": statistics.median(state.step_times)
+            if state.step_times
+            else None,
+            "resumed_from_epochs": state.resumed_from,
+            "nonfinite": self.train_cfg["nonfinite"],
+            "skipped_batches": state.skipped_batches,
+        }
+        _write_atomic(self.out / TRAIN_SUMMARY, json.dumps(summary, indent=2))
+        # A finished training is never resumed: running the cell again trains it again.
+        state.finished = True
+        self._save_last()
+        return summary
+
+
+def _check(config: dict[str, Any], spec: dict[str, Any]) -> tuple[bool, Path]:
+    """Refuse a bad config, then bad data, before anything is built; returns ``(staged, root)``.
+
+    Config errors come first because they are cheap to find; reading every file of the corpus
+    is not (seconds for the default corpus, longer for a real one).
     """
-    out = Path(out_dir)
+    resolve_device(config["train"]["device"])
+    check_spec(spec)
+    staged = spec["sr"] is not None and config["sr"]["training"] == "staged"
+    if staged and not config["sr"]["init_from"]:
+        raise ConfigError(
+            "sr.training is 'staged' but sr.init_from names no checkpoint of the separator to "
+            "freeze (the workflow sets it to the SR-off cell's checkpoint)"
+        )
+    root = Path(corpus_root(config))  # a missing or unprepared corpus is named here
+    if not root.is_dir():
+        raise ConfigError(f"data.root {root} does not exist (no corpus there)")
+    for split in ("train", "valid"):
+        check_split_files(root, split, spec["n_src"], spec["sample_rate"])
+    return staged, root
+
+
+def _setup(config: dict[str, Any], out: Path, threads: int | None) -> _Training:
+    """Check config and data, build system, loaders and optimiser, and resume from ``last.pt``
+    when it holds an unfinished training of the same config."""
+    train_cfg = config["train"]
+    spec = system_spec(config)
+    staged, _ = _check(config, spec)
     out.mkdir(parents=True, exist_ok=True)
     if threads:
         torch.set_num_threads(threads)
-    train_cfg = config["train"]
     cell = _cell_name(config, out)
     device = resolve_device(train_cfg["device"])
     if train_cfg["deterministic"]:
         _deterministic_kernels()
     generator = seed_everything(int(config["seed"]))
-    spec = system_spec(config)
-    root = corpus_root(config)  # a missing or unprepared corpus is named here
-    # Config errors first (cheap), then the data, then the work.
     system = build_system(spec)
-    staged = system.sr is not None and config["sr"]["training"] == "staged"
-    init_from = config["sr"]["init_from"]
-    if staged and not init_from:
-        raise ConfigError(
-            "sr.training is 'staged' but sr.init_from names no checkpoint of the separator to "
-            "freeze (the workflow sets it to the SR-off cell's checkpoint)"
-        )
-    if init_from:
-        load_separator_weights(system, init_from)
-    if not Path(root).is_dir():
-        raise ConfigError(f"data.root {root} does not exist (no corpus there)")
-    for split in ("train", "valid"):
-        check_split_files(root, split, spec["n_src"], spec["sample_rate"])
+    if config["sr"]["init_from"]:
+        load_separator_weights(system, config["sr"]["init_from"])
     train_loader, valid_loader = train_loaders(config, generator)
     if staged:
         system.separator.requires_grad_(False)
@@ -204,164 +339,57 @@ def train_cell(
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=0.5, patience=train_cfg["lr_patience"]
     )
-    loss_fn = SeparationLoss(spec["sample_rate"], train_cfg["multiloss"])
-    use_bf16 = train_cfg["precision"] == "bf16"
-
-    def autocast():
-        if use_bf16:
-            return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-        return nullcontext()
-
-    epochs = (config["sr"]["epochs"] if staged else None) or train_cfg["epochs"]
-    log_path = out / TRAIN_LOG
-    last_path = out / LAST_CHECKPOINT
     identity = training_identity(config)
-    rows: list[dict[str, Any]] = []
-    best: dict[str, Any] = {"epoch": -1, "valid_si_snr": -float("inf")}
-    best_weights: dict[str, torch.Tensor] | None = None  # CPU copy of the best epoch's weights
-    step_times: list[float] = []
-    seconds_before = 0.0
-    resumed_from: list[int] = []
-    first_epoch = 1
+    state = TrainingState(system, optimizer, scheduler, generator, identity, int(config["seed"]))
+    last_path = out / LAST_CHECKPOINT
     previous = load_resume_state(last_path, identity, cell) if train_cfg["resume"] else None
     if previous is None:
-        log_path.unlink(missing_ok=True)
+        (out / TRAIN_LOG).unlink(missing_ok=True)
     else:
-        state = previous["resume"]
-        system.load_state_dict(previous["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"], generator)
-        rows = list(state["rows"])
-        best = dict(state["best"])
-        best_weights = state["best_state_dict"] or _cpu_copy(system)
-        step_times = state["step_times"].tolist()
-        seconds_before = float(state["train_seconds"])
-        resumed_from = [*state["resumed_from"], previous["epoch"]]
-        first_epoch = previous["epoch"] + 1
-        if isinstance(train_loader.sampler, EpochSampler):
-            # Dynamic mixing draws epoch k's mixtures from k: continue where the run stopped.
-            train_loader.sampler.epoch = previous["epoch"]
-        log.info("resuming %s from epoch %d (%s)", cell, previous["epoch"], last_path)
-        if rows:
-            _write_log(log_path, rows)
+        state.load_state_dict(previous)
+        state.resumed_from.append(state.epoch)
+        log.info("resuming %s from epoch %d (%s)", cell, state.epoch, last_path)
+        if state.rows:
+            _write_log(out / TRAIN_LOG, state.rows)
         # Snakemake removes a failed job's outputs: bring back the best checkpoint so far.
-        _save_best(out, system, spec, best, best_weights)
-    start = time.monotonic()
-    guard = _NonFiniteGuard(train_cfg, cell, last_path, previous)
-    with cell_run(config, "train") as run:
-        run.log_metrics({"n_params": n_params, "n_params_sr": n_params_sr})
-        for epoch in range(first_epoch, epochs + 1):
-            system.train()
-            if staged:
-                system.separator.eval()  # frozen: no dropout, as it was evaluated
-            epoch_start = time.monotonic()
-            losses = []
-            skipped_epoch = 0
-            bar = tqdm(
-                train_loader,
-                desc=f"epoch {epoch}/{epochs}",
-                # A bar only on a terminal: in a job's log file the per-epoch lines say enough.
-                disable=not (train_cfg["progress"] and sys.stderr.isatty()),
-                mininterval=2.0,
-                leave=False,
-            )
-            for step, (mix, ref, lengths) in enumerate(bar, start=1):
-                t0 = time.perf_counter()
-                mix, ref = mix.to(device), ref.to(device)
-                with autocast():
-                    est = system(mix)
-                loss = loss_fn.for_system(system, est, ref, staged, lengths=lengths)
-                loss_value = loss.item()
-                optimizer.zero_grad(set_to_none=True)
-                problem = None
-                if not math.isfinite(loss_value):
-                    problem = f"loss ({loss_value})"
-                else:
-                    loss.backward()
-                    grad_norm = _grad_norm(trainable, train_cfg["clip_grad_norm"])
-                    if not math.isfinite(grad_norm):
-                        problem = f"gradient norm ({grad_norm}; loss {loss_value:.4g})"
-                if problem is not None:
-                    guard.skip_or_stop(problem, epoch, step, len(train_loader))
-                    optimizer.zero_grad(set_to_none=True)
-                    skipped_epoch += 1
-                    continue
-                optimizer.step()
-                step_times.append(time.perf_counter() - t0)
-                losses.append(loss_value)
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.2f}")
-            valid_si_snr = validate(system, valid_loader, device, autocast)
-            if not losses or not math.isfinite(valid_si_snr):
-                guard.stop_after_epoch(epoch, valid_si_snr, len(losses))
-            scheduler.step(valid_si_snr)
-            row = {
-                "epoch": epoch,
-                "train_loss": float(np.mean(losses)),
-                "valid_si_snr": valid_si_snr,
-                "lr": optimizer.param_groups[0]["lr"],
-                "seconds": round(time.monotonic() - epoch_start, 2),
-                "skipped_batches": skipped_epoch,
-            }
-            rows.append(row)
-            _write_log(log_path, rows)
-            run.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
-            log.info(
-                "epoch %d: train loss %.3f, valid SI-SNR %.2f dB (%.0f s)",
-                epoch,
-                row["train_loss"],
-                valid_si_snr,
-                row["seconds"],
-            )
-            improved = valid_si_snr > best["valid_si_snr"]
-            if improved:
-                best = {"epoch": epoch, "valid_si_snr": valid_si_snr}
-                best_weights = _cpu_copy(system)
-            resume = {
-                "identity": identity,
-                "identity_digest": identity_digest(identity),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rows": rows,
-                "best": best,
-                # The best weights, unless they are this epoch's (then they are state_dict).
-                "best_state_dict": None if improved else best_weights,
-                "step_times": torch.tensor(step_times, dtype=torch.float64),
-                "skipped_batches": guard.skipped,
-                "train_seconds": seconds_before + time.monotonic() - start,
-                "resumed_from": resumed_from,
-                "seed": int(config["seed"]),
-                "finished": False,
-                # Last: nothing may draw a random number between this and the next epoch.
-                "rng": rng_state(generator),
-            }
-            save_checkpoint(last_path, system, spec, epoch=epoch, resume=resume)
-            guard.last_epoch = epoch
-            if improved:
-                _save_best(out, system, spec, best, None)
-        summary = {
-            "best_epoch": best["epoch"],
-            "best_valid_si_snr": best["valid_si_snr"],
-            "epochs": epochs,
-            "seed": int(config["seed"]),
-            "n_params": n_params,
-            "n_params_separator": n_params - n_params_sr,
-            "n_params_sr": n_params_sr,
-            "sr_training": ("staged" if staged else "joint") if system.sr is not None else None,
-            "device": str(device),
-            "threads": torch.get_num_threads(),
-            "train_seconds": round(seconds_before + time.monotonic() - start, 1),
-            "median_step_seconds": statistics.median(step_times) if step_times else None,
-            "resumed_from_epochs": resumed_from,
-            "nonfinite": train_cfg["nonfinite"],
-            "skipped_batches": guard.skipped,
-        }
-        _write_atomic(out / TRAIN_SUMMARY, json.dumps(summary, indent=2))
-        run.log_metrics({"best_valid_si_snr": best["valid_si_snr"]})
-        run.log_artifact(log_path)
-        # A finished training is never resumed: running the cell again trains it again.
-        _mark_finished(last_path)
-    return summary
+        _save_best(out, system, spec, state.best, state.best_weights)
+    epochs = (config["sr"]["epochs"] if staged else None) or train_cfg["epochs"]
+    return _Training(
+        config=config,
+        out=out,
+        cell=cell,
+        device=device,
+        spec=spec,
+        system=system,
+        staged=staged,
+        epochs=epochs,
+        train_loader=train_loader,
+        valid_loader=valid_loader,
+        loss_fn=SeparationLoss(spec["sample_rate"], train_cfg["multiloss"]),
+        trainable=trainable,
+        state=state,
+        guard=_NonFiniteGuard(train_cfg, cell, last_path, state),
+        n_params=n_params,
+        n_params_sr=n_params_sr,
+    )
+
+
+def train_cell(
+    config: dict[str, Any], out_dir: str | Path, threads: int | None = None
+) -> dict[str, Any]:
+    """Train the cell described by a validated ``config``; write checkpoint, log and summary.
+
+    Outputs in ``out_dir``: ``checkpoint.pt`` (best validation SI-SNR), ``last.pt`` (after every
+    epoch; with everything a resumed run needs), ``train_log.csv`` (one row per epoch) and
+    ``train.json`` (summary). When ``out_dir`` holds a ``last.pt`` of an unfinished training with
+    the same training config (and ``train.resume`` is on), training resumes from it. Returns the
+    summary. Training logs nothing to MLflow (``evaluate`` does, from these files).
+    """
+    training = _setup(config, Path(out_dir), threads)
+    for epoch in range(training.state.epoch + 1, training.epochs + 1):
+        row = training.run_epoch(epoch)
+        training.save_epoch(row)
+    return training.finish()
 
 
 def _deterministic_kernels() -> None:
@@ -377,10 +405,6 @@ def _grad_norm(params: list[torch.Tensor], clip: float | None) -> float:
         return float(torch.nn.utils.clip_grad_norm_(params, clip))
     grads = [p.grad for p in params if p.grad is not None]
     return float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
-
-
-def _cpu_copy(system: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in system.state_dict().items()}
 
 
 def _save_best(
@@ -399,47 +423,43 @@ def _save_best(
         write_payload(out / CHECKPOINT, payload)
 
 
-def _mark_finished(path: Path) -> None:
-    payload = read_checkpoint(path)
-    payload["resume"]["finished"] = True
-    write_payload(path, payload)
-
-
 class _NonFiniteGuard:
     """What ``train.nonfinite`` does about a non-finite loss or gradient: stop (the default) or
     skip the batch, up to ``train.max_skipped_batches`` in all."""
 
     def __init__(
-        self, train_cfg: dict[str, Any], cell: str, last: Path, previous: dict | None
+        self, train_cfg: dict[str, Any], cell: str, last: Path, state: TrainingState
     ) -> None:
         self.mode = train_cfg["nonfinite"]
         self.limit = train_cfg["max_skipped_batches"]
         self.cell = cell
         self.last = last
-        self.last_epoch = previous["epoch"] if previous else 0
-        self.skipped = int(previous["resume"]["skipped_batches"]) if previous else 0
+        # Counts skipped batches into the state; its epoch is the one last.pt holds, as the
+        # guard is only called while an epoch runs, before the state records it.
+        self.state = state
 
     def _kept(self) -> str:
-        if self.last_epoch:
-            return f"the last good checkpoint {self.last} (epoch {self.last_epoch}) is kept"
+        if self.state.epoch:
+            return f"the last good checkpoint {self.last} (epoch {self.state.epoch}) is kept"
         return "no checkpoint had been written yet"
 
     def skip_or_stop(self, problem: str, epoch: int, step: int, steps: int) -> None:
         where = f"epoch {epoch}, step {step} of {steps}"
         if self.mode == "skip":
-            self.skipped += 1
-            if self.limit is None or self.skipped <= self.limit:
+            self.state.skipped_batches += 1
+            skipped = self.state.skipped_batches
+            if self.limit is None or skipped <= self.limit:
                 log.warning(
                     "%s: non-finite %s at %s: batch skipped (%d so far)",
                     self.cell,
                     problem,
                     where,
-                    self.skipped,
+                    skipped,
                 )
                 return
             raise TrainingError(
                 f"cell {self.cell}: non-finite {problem} at {where}, the "
-                f"{self.skipped}th skipped batch, more than train.max_skipped_batches="
+                f"{skipped}th skipped batch, more than train.max_skipped_batches="
                 f"{self.limit}; training stopped and {self._kept()}. Lower train.lr or check "
                 "the data"
             )

@@ -88,7 +88,8 @@ def train_loaders(
 
     Training: the static mixtures of the ``train`` split, shuffled with ``generator`` and cropped
     at random to ``train.segment``, or, with ``data.dynamic_mixing.enabled``, new mixtures every
-    epoch (:class:`~sfsrnet.data.mixing.DynamicMixing`; its sampler's ``epoch`` says which).
+    epoch (:class:`~sfsrnet.data.mixing.DynamicMixing`; training tells its sampler which
+    epoch with ``set_epoch``).
     Validation: the static ``valid`` split, full length, batch 1. Both yield
     ``(mix, ref, lengths)`` (:func:`pad_collate`).
     """

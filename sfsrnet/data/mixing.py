@@ -29,21 +29,36 @@ _MAX_DRAWS = 1000
 class EpochSampler(Sampler):
     """Yields ``(epoch, index)`` for ``index`` in ``range(n)``, counting epochs from 1.
 
-    Each pass (a new DataLoader iterator) is the next epoch; set :attr:`epoch` to the last
-    finished epoch to resume. The keys travel to the workers, so the mixtures do not depend on
+    Call :meth:`set_epoch` before a pass to say which epoch it draws (training does, every epoch,
+    so a resumed run draws the mixtures the killed one would have); a pass without it draws the
+    epoch after the last one. The keys travel to the workers, so the mixtures do not depend on
     which worker reads them.
+
+    >>> sampler = EpochSampler(2)
+    >>> list(sampler), list(sampler)
+    ([(1, 0), (1, 1)], [(2, 0), (2, 1)])
+    >>> sampler.set_epoch(7)
+    >>> list(sampler), sampler.epoch
+    ([(7, 0), (7, 1)], 7)
     """
 
     def __init__(self, n: int) -> None:
         self.n = n
-        self.epoch = 0
+        self.epoch = 0  # the epoch of the last pass
+        self._next: int | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass draw epoch ``epoch`` (counted from 1)."""
+        if epoch < 1:
+            raise ValueError(f"epochs count from 1, got {epoch}")
+        self._next = epoch
 
     def __len__(self) -> int:
         return self.n
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        self.epoch += 1
-        epoch = self.epoch
+        epoch = self.epoch + 1 if self._next is None else self._next
+        self.epoch, self._next = epoch, None
         return ((epoch, i) for i in range(self.n))
 
 

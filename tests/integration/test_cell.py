@@ -211,3 +211,50 @@ def test_separate_writes_each_source_of_a_user_file(cell, tmp_path):
     assert str(outs[0]) in result.stdout
     est, est_rate = sf.read(outs[0])
     assert est_rate == 8000 and abs(len(est) - len(mix)) <= 1
+
+
+def test_evaluating_again_logs_each_epoch_once(cell):
+    from mlflow.tracking import MlflowClient
+
+    from sfsrnet.tracking import study_runs, tracking_uri
+
+    config, cell_dir = cell
+    args = ["evaluate", "--config", str(cell_dir / "config.yaml")]
+    args += ["--checkpoint", str(cell_dir / "checkpoint.pt"), "--out", str(cell_dir)]
+    _cli(*args, "--no-progress", "--examples", "0")
+    _, runs = study_runs(tracking_uri(config), config["study"])
+    client = MlflowClient(tracking_uri=tracking_uri(config))
+    history = client.get_metric_history(runs[0].info.run_id, "train_loss")
+    assert [m.step for m in history] == [1]
+    assert {"n_params", "n_params_sr", "best_valid_si_snr"} <= set(runs[0].data.metrics)
+
+
+def _broken_mlflow(monkeypatch):
+    import mlflow.tracking
+
+    class Unreachable:
+        def __init__(self, *args, **kwargs):
+            raise ConnectionError("the MLflow store is unreachable")
+
+    monkeypatch.setattr(mlflow.tracking, "MlflowClient", Unreachable)
+
+
+def test_training_never_touches_mlflow(cell, tmp_path, monkeypatch):
+    from sfsrnet.train import train_cell
+
+    config, _ = cell
+    _broken_mlflow(monkeypatch)
+    summary = train_cell(config, tmp_path, threads=1)
+    assert summary["best_epoch"] == 1 and (tmp_path / "train.json").is_file()
+
+
+def test_an_mlflow_failure_at_evaluate_keeps_the_evaluation_files(cell, tmp_path, monkeypatch):
+    from sfsrnet.__main__ import main
+
+    _, cell_dir = cell
+    _broken_mlflow(monkeypatch)
+    args = ["evaluate", "--config", str(cell_dir / "config.yaml"), "--no-progress"]
+    args += ["--checkpoint", str(cell_dir / "checkpoint.pt"), "--out", str(tmp_path)]
+    with pytest.raises(ConnectionError):
+        main(args)
+    assert (tmp_path / "metrics.csv").is_file() and (tmp_path / "summary.json").is_file()

@@ -19,7 +19,7 @@ import yaml
 
 from sfsrnet import train as train_module
 from sfsrnet.evaluate import evaluate_checkpoint
-from sfsrnet.resume import load_resume_state, training_identity
+from sfsrnet.resume import TrainingState, load_resume_state, training_identity
 from sfsrnet.train import train_cell
 
 pytestmark = pytest.mark.slow
@@ -270,3 +270,39 @@ def test_last_pt_holds_everything_to_resume_as_plain_data(uninterrupted):
     assert set(state["rng"]) >= {"python", "numpy", "torch", "data_order"}
     assert payload["epoch"] == 3 and [r["epoch"] for r in state["rows"]] == [1, 2, 3]
     assert torch.load(uninterrupted / "checkpoint.pt", weights_only=True)["format"] == 1
+
+
+def test_training_state_round_trips_through_a_weights_only_file(tmp_path):
+    """state_dict() is plain data; load_state_dict() of it restores every field and RNG."""
+
+    def fresh(seed: int) -> TrainingState:
+        torch.manual_seed(seed)
+        model = torch.nn.Linear(3, 2)
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max")
+        generator = torch.Generator().manual_seed(seed)
+        return TrainingState(model, optimizer, scheduler, generator, {"train.lr": "0.1"}, seed)
+
+    state = fresh(0)
+    for epoch, score in [(1, -1.0), (2, -2.0)]:  # the best epoch is not the last
+        state.model(torch.randn(4, 3)).sum().backward()
+        state.optimizer.step()
+        state.step_times.append(0.01 * epoch)
+        state.scheduler.step(score)
+        state.end_epoch({"epoch": epoch, "train_loss": 1.0, "valid_si_snr": score})
+    state.skipped_batches, state.resumed_from = 3, [1]
+    torch.save(state.state_dict(), tmp_path / "last.pt")
+    saved_rng = torch.get_rng_state()
+
+    other = fresh(1)  # reseeds torch: loading must bring the saved random state back
+    other.load_state_dict(torch.load(tmp_path / "last.pt", weights_only=True))
+    for name in ("epoch", "rows", "best", "step_times", "resumed_from", "skipped_batches", "seed"):
+        assert getattr(other, name) == getattr(state, name), name
+    assert other.best["epoch"] == 1 and other.train_seconds >= state.seconds_before
+    for a, b in ((other.model, state.model), (other.best_weights, state.best_weights)):
+        a = a.state_dict() if isinstance(a, torch.nn.Module) else a
+        b = b.state_dict() if isinstance(b, torch.nn.Module) else b
+        assert all(torch.equal(a[k], b[k]) for k in b)
+    assert other.optimizer.state_dict()["state"][0]["step"] == 2
+    assert torch.equal(other.generator.get_state(), state.generator.get_state())
+    assert torch.equal(torch.get_rng_state(), saved_rng)

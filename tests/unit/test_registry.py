@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -27,7 +30,33 @@ def user_separator():
 
 
 def test_builtins_are_registered():
-    assert {"convtasnet", "dprnn"} <= set(sfsrnet.list_separators())
+    assert {"convtasnet", "dprnn", "sepformer", "sfsrnet"} <= set(sfsrnet.list_separators())
+
+
+def _fresh_python(code: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def test_the_registry_imports_no_separator_package():
+    """No cycle: the registry knows no built-in; importing it registers nothing."""
+    out = _fresh_python(
+        "import sys, sfsrnet.registry as r\n"
+        "print(r.list_separators(), 'baselines' in sys.modules, 'sfsrnet.models' in sys.modules)"
+    )
+    assert out.split() == ["[]", "False", "False"]
+
+
+def test_the_cli_lists_the_builtins_by_a_plain_import():
+    """No entry point needed: what `--use-conda` jobs run (a checkout on PYTHONPATH) works."""
+    out = subprocess.run(
+        [sys.executable, "-m", "sfsrnet", "list-separators"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.split() == ["convtasnet", "dprnn", "sepformer", "sfsrnet"]
 
 
 def test_user_separator_registers_with_one_call_and_is_case_insensitive(user_separator):

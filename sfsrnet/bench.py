@@ -76,13 +76,11 @@ def bench_separators(
     Tiny presets step on a batch of 4 two-second mixtures, published ones on one 1-second mixture
     (CPU-sized; the ratios across factors are what the table is for).
     """
-    from sfsrnet.config import load_yaml
     from sfsrnet.separators import list_separators
+    from sfsrnet.study import preset_args
 
-    root = Path(__file__).resolve().parents[1] / "config" / "separators"
     cases = []
     for name in names or tuple(list_separators()):
-        preset_file = load_yaml(root / f"{name}.yaml")["presets"]
         for preset in presets:
             for mode in modes:
                 for factor in factors:
@@ -90,7 +88,7 @@ def bench_separators(
                         {
                             "separator": name,
                             "preset": preset,
-                            "separator_args": preset_file[preset],
+                            "separator_args": preset_args("separator", name, preset),
                             "mode": mode,
                             "factor": factor,
                             "n_src": 2,
@@ -160,22 +158,19 @@ def bench_sr_cost(
     Each separator preset is paired with the SR preset of the same name, at ``factor`` in
     ``resample`` mode, 8 kHz, two sources. ``rtf`` is CPU seconds per second of audio.
     """
-    from sfsrnet.config import load_yaml
     from sfsrnet.separators import list_separators
+    from sfsrnet.study import preset_args
 
-    root = Path(__file__).resolve().parents[1] / "config"
-    sr_presets = load_yaml(root / "sr.yaml")["presets"]
     cases = []
     for name in list_separators():
-        sep_presets = load_yaml(root / "separators" / f"{name}.yaml")["presets"]
         for preset in presets:
             cases.append(
                 {
                     "separator": name,
                     "preset": preset,
-                    "separator_args": sep_presets[preset],
+                    "separator_args": preset_args("separator", name, preset),
                     "sr_preset": preset,
-                    "sr": sr_presets[preset],
+                    "sr": preset_args("sr", "sr", preset),
                     "factor": factor,
                     "mode": "resample",
                     "n_src": 2,
@@ -304,11 +299,10 @@ def _training_items_per_second(separator: str, batch: int, seconds: float, steps
     import torch
 
     from sfsrnet.checkpoint import build_system
-    from sfsrnet.config import load_yaml
     from sfsrnet.losses import SeparationLoss
+    from sfsrnet.study import preset_args
 
-    root = Path(__file__).resolve().parents[1] / "config" / "separators"
-    args = load_yaml(root / f"{separator}.yaml")["presets"]["tiny"]
+    args = preset_args("separator", separator, "tiny")
     spec = {
         "separator": separator,
         "separator_args": args,

@@ -10,7 +10,6 @@ result is then bit-identical to an uninterrupted run.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -28,10 +27,6 @@ from torch import nn
 from sfsrnet.errors import DataError
 
 log = logging.getLogger(__name__)
-
-# Keys that cannot change what training computes: a change in them still resumes.
-IGNORED_KEYS = ("study", "results_dir", "cell", "evaluate", "mlflow", "grid", "exclude")
-IGNORED_TRAIN_KEYS = ("progress", "resume")
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
@@ -96,20 +91,21 @@ def _file_digest(path: str | Path) -> str | None:
 
 
 def training_identity(config: dict[str, Any]) -> dict[str, Any]:
-    """The part of a resolved cell config that shapes training, flattened to dotted keys, plus
-    what it points at: the digest of ``sr.init_from``'s file and the corpus's manifest key."""
-    relevant = {k: copy.deepcopy(v) for k, v in config.items() if k not in IGNORED_KEYS}
-    relevant["train"] = {
-        k: v for k, v in relevant.get("train", {}).items() if k not in IGNORED_TRAIN_KEYS
-    }
-    identity = {k: json.dumps(v, sort_keys=True) for k, v in _flatten(relevant).items()}
+    """The cell's training identity (:func:`sfsrnet.study.training_part`, the keys that can change
+    the trained weights) flattened to dotted keys, plus what it points at: the digest of
+    ``sr.init_from``'s file and of the corpus's manifest."""
+    from sfsrnet.data import corpus_folder
+    from sfsrnet.study import training_part
+
+    flat = _flatten(training_part(config))
+    identity = {k: json.dumps(v, sort_keys=True) for k, v in flat.items()}
     init_from = config["sr"]["init_from"]
     if init_from:
         identity["sr.init_from:sha256"] = _file_digest(init_from)
-    root = config["data"]["root"]
-    manifest = Path(root) / "manifest.json" if root else None
+    folder = corpus_folder(config["data"])
+    manifest = Path(folder) / "manifest.json" if folder else None
     if manifest is not None and manifest.is_file():
-        identity["data.root:manifest"] = _file_digest(manifest)
+        identity["data:manifest"] = _file_digest(manifest)
     return identity
 
 

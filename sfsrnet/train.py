@@ -41,6 +41,7 @@ from sfsrnet.data.loaders import corpus_root, train_loaders
 from sfsrnet.errors import ConfigError, DataError, TrainingError
 from sfsrnet.losses import SeparationLoss, pit_si_snr_loss
 from sfsrnet.resume import TrainingState, load_resume_state, training_identity
+from sfsrnet.study import resolve_presets
 
 log = logging.getLogger(__name__)
 
@@ -383,9 +384,10 @@ def train_cell(
     epoch; with everything a resumed run needs), ``train_log.csv`` (one row per epoch) and
     ``train.json`` (summary). When ``out_dir`` holds a ``last.pt`` of an unfinished training with
     the same training config (and ``train.resume`` is on), training resumes from it. Returns the
-    summary. Training logs nothing to MLflow (``evaluate`` does, from these files).
+    summary. Training logs nothing to MLflow (``evaluate`` does, from these files). The presets
+    are resolved as the workflow and the CLI resolve them (:func:`sfsrnet.study.resolve_presets`).
     """
-    training = _setup(config, Path(out_dir), threads)
+    training = _setup(resolve_presets(config), Path(out_dir), threads)
     for epoch in range(training.state.epoch + 1, training.epochs + 1):
         row = training.run_epoch(epoch)
         training.save_epoch(row)

@@ -84,6 +84,25 @@ def shrunk(study: Path, tmp: Path, extra: dict | None = None) -> list[str]:
 
 
 @pytest.fixture(scope="session")
+def shrink():
+    """:func:`shrunk`, for tests to call."""
+    return shrunk
+
+
+# A few cells of the default study: ConvTasNet and the SFSRNet separator, factors 1 and 2, SR off
+# and on where there is a high band to restore (5 cells).
+SMALL_GRID = {
+    "grid": {"separator": ["convtasnet", "sfsrnet"], "factor": [1, 2]},
+    "exclude": [{"separator": "sfsrnet", "factor": 1}, {"factor": 1, "sr": True}],
+}
+
+
+@pytest.fixture(scope="session")
+def small_grid():
+    return SMALL_GRID
+
+
+@pytest.fixture(scope="session")
 def tiny_config(tmp_path_factory):
     """One cell of the default study (ConvTasNet, factor 1, SR off), shrunk, presets resolved."""
     from sfsrnet.study import load_study, plan_study

@@ -131,9 +131,10 @@ def _run(cmd: list[str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def study(cluster, mlflow_server, tmp_path_factory):
-    """The tiny study through SLURM, then the same study locally as the reference."""
+def study(cluster, mlflow_server, tmp_path_factory, shrink, small_grid):
+    """Five cells of the default study, shrunk, through SLURM, then locally as the reference."""
     tmp = tmp_path_factory.mktemp("study")
+    files = shrink(REPO / "config" / "config.yaml", tmp, {"study": "tiny", **small_grid})
     # The user's own profile: what README tells them to write for their site.
     site = tmp / "site-profile"
     site.mkdir()
@@ -159,7 +160,7 @@ def study(cluster, mlflow_server, tmp_path_factory):
             *("--max-threads", "1"),
             # Poll sacct every few seconds, not 40+ (fine here; too often for a real cluster).
             *("--slurm-init-seconds-before-status-checks", "2"),
-            *("--configfile", "tests/workflow/tiny.yaml", str(on_slurm)),
+            *("--configfile", *files, str(on_slurm)),
         ]
     )
     run_id = re.search(r"SLURM run ID: (\S+)", out)
@@ -173,14 +174,14 @@ def study(cluster, mlflow_server, tmp_path_factory):
             *SNAKEMAKE,
             "all",
             *("--workflow-profile", "workflows/profiles/default", "--cores", "2"),
-            *("--configfile", "tests/workflow/tiny.yaml", str(local)),
+            *("--configfile", *files, str(local)),
         ]
     )
     cells = sorted(
         str(p.parent.relative_to(tmp / "local" / "tiny" / "cells"))
         for p in (tmp / "local" / "tiny" / "cells").rglob("metrics.csv")
     )
-    assert len(cells) == 5  # tiny.yaml's grid minus its excludes
+    assert len(cells) == 5  # the small grid minus its excludes
     return {"slurm": tmp / "slurm", "local": tmp / "local", "run_id": run_id[1], "cells": cells}
 
 

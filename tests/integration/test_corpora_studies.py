@@ -1,7 +1,6 @@
 """Real-corpus studies: the study files, a dry run of each against a fake tree, and one cell
 trained with dynamic mixing and evaluated on a fake Libri2Mix tree."""
 
-import copy
 import os
 import subprocess
 import sys
@@ -12,23 +11,10 @@ import pytest
 from sfsrnet.config import load_yaml, validate
 from sfsrnet.data.fake import write_fake_corpus
 from sfsrnet.errors import DataError
+from sfsrnet.study import load_study
 
 REPO = Path(__file__).resolve().parents[2]
 STUDIES = sorted((REPO / "config" / "studies").glob("*.yaml"))
-
-
-def merged(study: Path) -> dict:
-    """The study applied on top of config/config.yaml, key by key, as Snakemake applies it."""
-
-    def update(base, new):
-        for key, value in new.items():
-            if isinstance(value, dict) and isinstance(base.get(key), dict):
-                update(base[key], value)
-            else:
-                base[key] = copy.deepcopy(value)
-        return base
-
-    return update(load_yaml(REPO / "config" / "config.yaml"), load_yaml(study))
 
 
 def test_there_are_study_files_for_wsj0_2mix_and_libri2mix():
@@ -37,7 +23,7 @@ def test_there_are_study_files_for_wsj0_2mix_and_libri2mix():
 
 @pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.stem)
 def test_study_files_are_valid_gpu_studies_with_dynamic_mixing(study):
-    config = validate(merged(study), source=str(study))
+    config = validate(load_study([study]), source=str(study))
     assert config["data"]["corpus"] != "embedded"
     assert config["data"]["dynamic_mixing"]["enabled"]
     assert config["train"]["epochs"] == 100 and config["train"]["device"].startswith("cuda")

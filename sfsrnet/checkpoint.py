@@ -57,7 +57,10 @@ def _build_sr(spec: dict[str, Any]) -> SuperResolution | None:
     if spec.get("sr") is None:
         return None
     try:
-        return SuperResolution(spec["n_src"], spec["sample_rate"], **spec["sr"])
+        # SR knows the system's factor and mode (its split and where the estimate is empty);
+        # a spec's own sr.factor / sr.mode, if any, would contradict the system: the system wins.
+        args = {**spec["sr"], "factor": spec["factor"], "mode": spec["mode"]}
+        return SuperResolution(spec["n_src"], spec["sample_rate"], **args)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"sr.args: {err}") from err
 

@@ -4,6 +4,6 @@
 :func:`heuristic_high_band` is the paper's "corrected" high-band magnitude it can take as input.
 """
 
-from sfsrnet.sr.network import STFT, SuperResolution, heuristic_high_band
+from sfsrnet.sr.network import PHASES, STFT, SuperResolution, heuristic_high_band, unit_phasor
 
-__all__ = ["STFT", "SuperResolution", "heuristic_high_band"]
+__all__ = ["PHASES", "STFT", "SuperResolution", "heuristic_high_band", "unit_phasor"]

@@ -1,11 +1,12 @@
 """SFSRNet's super-resolution network (PAPER.md, "SR network"), with every point the paper leaves
-open as a parameter defaulting to PAPER.md's choice.
+open as a parameter; ``ratio_max=None, input_norm="none", phase="estimate"`` is the paper's.
 
 Per source c, from the STFTs of the full-rate mixture ``X`` and the upsampled estimate ``S_c``:
 the input channels are ``[|X|, |S_1..C|, H_1..C]`` where ``H_c`` is the heuristic high band; four
 Conv2d + norm layers (128, 256, 128, C channels; kernels 5, 9, 11, 11; "same" padding) predict a
-magnitude correction ``delta_c``; the output ``|S_c| + delta_c`` takes the estimate's phase and is
-inverted to the input length.
+magnitude correction ``delta_c``; the output ``|S_c| + delta_c`` takes the estimate's phase (the
+mixture's above the low-rate Nyquist in resample mode, where the estimate is empty) and is
+inverted to the input length. ``phase="complex"`` predicts a complex correction instead.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ Ratio = Literal["mixture/estimate", "estimate/mixture"]
 Norm = Literal["gln", "cln", "none"]
 Activation = Literal["relu", "prelu", "gelu"]
 Window = Literal["hann", "hamming", "sqrt_hann"]
-Phase = Literal["estimate", "mixture", "hybrid"]
+Phase = Literal["estimate", "mixture", "hybrid", "complex"]
+PHASES: tuple[str, ...] = ("estimate", "mixture", "hybrid", "complex")
+InputNorm = Literal["log", "none"]
 # Hybrid phase: a bin where the estimate is this far below the mixture has no phase of its own
 # (above the low-rate Nyquist frequency in resample mode), so the mixture's is used there.
 _HYBRID_FLOOR = 1e-3
@@ -90,24 +93,35 @@ def heuristic_high_band(
     split_bin: int,
     ratio: Ratio = "mixture/estimate",
     eps: float = 1e-8,
+    ratio_max: float | None = None,
 ) -> torch.Tensor:
     """The paper's corrected high-band magnitude of each source.
 
     ``r_c(t) = sum_{f < split} |X| / (sum_{f < split} |S_c| + eps)`` (or its inverse with
     ``ratio="estimate/mixture"``), then ``H_c = |X| * r_c(t)`` above the split and 0 below.
+    With ``ratio_max`` the ratio is bounded by it: where the estimate is silent the unbounded
+    ratio reaches ``|X| / eps`` (and its gradient ``r / sum |S_c|``).
 
     Args:
         mix_mag: ``(B, F, frames)``. est_mag: ``(B, n_src, F, frames)``.
         split_bin: first bin of the high band.
+        ratio_max: upper bound of ``r`` (``None``: unbounded, the paper).
     Returns:
         ``(B, n_src, F, frames)``.
     """
     low_mix = mix_mag[:, None, :split_bin].sum(dim=-2, keepdim=True)  # (B, 1, 1, frames)
     low_est = est_mag[:, :, :split_bin].sum(dim=-2, keepdim=True)  # (B, C, 1, frames)
     if ratio == "mixture/estimate":
-        r = low_mix / (low_est + eps)
+        den = low_est + eps
+        if ratio_max is not None:
+            # A floor on the denominator (not a clamp of the quotient) keeps the gradient
+            # bounded too: below the floor it is zero.
+            den = torch.maximum(den, low_mix / ratio_max)
+        r = low_mix / den
     elif ratio == "estimate/mixture":
         r = low_est / (low_mix + eps)
+        if ratio_max is not None:
+            r = r.clamp(max=ratio_max)
     else:
         raise ValueError(f"unknown heuristic ratio {ratio!r}")
     high = mix_mag[:, None] * r
@@ -140,37 +154,74 @@ def _activation(kind: Activation) -> nn.Module:
     return {"relu": nn.ReLU, "prelu": nn.PReLU, "gelu": nn.GELU}[kind]()
 
 
+def unit_phasor(spec: torch.Tensor, floor: torch.Tensor | float = 1e-12) -> torch.Tensor:
+    """``spec / |spec|`` (complex, any shape), and 0 where ``|spec| <= floor``.
+
+    Where the spectrum is (near) zero its angle is noise; 0 there makes the caller fall back
+    to another phase rather than divide by a vanishing magnitude.
+    """
+    mag = spec.abs()
+    return torch.where(mag > floor, spec / mag.clamp_min(1e-30), torch.zeros_like(spec))
+
+
 class SuperResolution(nn.Module):
     """Refines upsampled estimates with the full-rate mixture (any separator, any factor).
 
+    The network predicts a magnitude correction ``delta`` (or, with ``phase="complex"``, a
+    complex one). The output spectrum is the estimate's own plus the correction:
+    ``S_c + (|S_c|' - |S_c|) * u_c`` where ``|S_c|' = relu(|S_c| + delta)`` and ``u_c`` is the
+    unit phasor of the chosen phase, so a zero correction (a fresh network) is the identity for
+    every phase setting. ``u_c`` is detached: the separator's phase is trained through ``S_c``
+    itself, and the phasor's gradient (``1 / |S_c|``) is what made SR starve the separator
+    where the estimate is near silent.
+
+    In ``resample`` mode with ``factor > 1`` the upsampled estimate holds only resampler
+    residue above the low-rate Nyquist frequency ``sample_rate / (2 * factor)``: there ``u_c`` is
+    always the mixture's phase (``complex``: the predicted value), whatever ``phase`` says.
+
     Args:
         n_src: sources C. sample_rate: full rate (Hz).
-        channels: hidden conv channels; the last layer always has C channels.
+        factor, mode: the system's downsampling factor and mode (``sfsrnet.system``).
+        channels: hidden conv channels; the last layer has C channels (2C for ``complex``).
         kernels: square kernel of each of the ``len(channels) + 1`` conv layers.
         heuristic: feed the heuristic high band ``H`` as extra input channels.
-        split_hz: the heuristic's split frequency (default ``sample_rate / 4``: 2 kHz at 8 kHz).
+        split_hz: the heuristic's split frequency (default: the low-rate Nyquist
+            ``sample_rate / (2 * factor)`` when ``factor > 1``, else the paper's
+            ``sample_rate / 4``).
         ratio, eps: the heuristic's ratio direction and its eps.
+        ratio_max: bound of the heuristic's ratio (``None``: unbounded, the paper).
+        input_norm: ``log``: the network sees ``log1p(|.| / level)`` with ``level`` the
+            mixture's mean STFT magnitude per utterance, and its correction is in units of
+            ``level``; ``none``: raw magnitudes and an absolute correction (the paper).
         norm: ``gln`` (GroupNorm over C, F, T), ``cln`` (LayerNorm over channels) or ``none``.
         activation: between layers. frame_8k, hop_8k, window: the STFT.
-        clamp: keep the refined magnitude non-negative.
-        phase: of the output: the estimate's (the paper), the mixture's, or ``hybrid`` (the
-            estimate's where it has energy, the mixture's where it has none).
+        clamp: keep the refined magnitude non-negative (magnitude phases only).
+        phase: direction of the magnitude correction below the low-rate Nyquist: the
+            estimate's (the paper), the mixture's, or ``hybrid`` (the estimate's where it has
+            energy, the mixture's where it has none); ``complex``: the network predicts a
+            complex correction (real and imaginary part per source) added to ``S_c``.
 
-    >>> sr = SuperResolution(2, 8000, channels=(8, 8, 8), kernels=(3, 3, 3, 3))
+    >>> sr = SuperResolution(2, 8000, factor=2, channels=(8, 8, 8), kernels=(3, 3, 3, 3))
     >>> sr(torch.randn(1, 4001), torch.randn(1, 2, 4001)).shape
     torch.Size([1, 2, 4001])
+    >>> sr.split_hz, sr.nyquist_bin
+    (2000.0, 64)
     """
 
     def __init__(
         self,
         n_src: int,
         sample_rate: int,
+        factor: int = 1,
+        mode: str = "resample",
         channels: tuple[int, ...] = (128, 256, 128),
         kernels: tuple[int, ...] = (5, 9, 11, 11),
         heuristic: bool = True,
         split_hz: float | None = None,
         ratio: Ratio = "mixture/estimate",
         eps: float = 1e-8,
+        ratio_max: float | None = 100.0,
+        input_norm: InputNorm = "log",
         norm: Norm = "gln",
         activation: Activation = "relu",
         frame_8k: int = 256,
@@ -187,21 +238,41 @@ class SuperResolution(nn.Module):
             )
         if any(k % 2 == 0 for k in kernels):
             raise ValueError(f"SR kernels must be odd for 'same' padding, got {kernels}")
+        if int(factor) < 1:
+            raise ValueError(f"SR factor must be a positive integer, got {factor}")
+        if mode not in ("resample", "stride"):
+            raise ValueError(f"unknown SR mode {mode!r}")
+        if phase not in PHASES:
+            raise ValueError(f"unknown SR phase {phase!r}; known: {PHASES}")
+        if input_norm not in ("log", "none"):
+            raise ValueError(f"unknown SR input_norm {input_norm!r}")
+        if ratio_max is not None and not ratio_max > 0:
+            raise ValueError(f"SR ratio_max must be positive or null, got {ratio_max}")
         self.n_src = n_src
         self.sample_rate = sample_rate
+        self.factor = int(factor)
+        self.mode = mode
         self.stft = STFT(sample_rate, frame_8k, hop_8k, window)
         self.heuristic = heuristic
-        self.split_hz = sample_rate / 4 if split_hz is None else float(split_hz)
+        low_nyquist = sample_rate / (2 * self.factor)
+        if split_hz is None:
+            split_hz = low_nyquist if self.factor > 1 else sample_rate / 4
+        self.split_hz = float(split_hz)
         if not 0 < self.split_hz < sample_rate / 2:
             raise ValueError(f"SR split_hz must lie in (0, {sample_rate / 2}), got {split_hz}")
         self.split_bin = round(self.split_hz * self.stft.n_fft / sample_rate)
+        # First bin the upsampled estimate cannot fill (None: it may fill every bin).
+        self.nyquist_bin: int | None = None
+        if mode == "resample" and self.factor > 1:
+            self.nyquist_bin = round(low_nyquist * self.stft.n_fft / sample_rate)
         self.ratio = ratio
         self.eps = eps
+        self.ratio_max = None if ratio_max is None else float(ratio_max)
+        self.input_norm = input_norm
         self.clamp = clamp
-        if phase not in ("estimate", "mixture", "hybrid"):
-            raise ValueError(f"unknown SR phase {phase!r}")
         self.phase = phase
-        widths = [1 + (2 if heuristic else 1) * n_src, *channels, n_src]
+        out = 2 * n_src if phase == "complex" else n_src
+        widths = [1 + (2 if heuristic else 1) * n_src, *channels, out]
         layers: list[nn.Module] = []
         for i, k in enumerate(kernels):
             layers.append(nn.Conv2d(widths[i], widths[i + 1], k, padding=k // 2))
@@ -214,6 +285,47 @@ class SuperResolution(nn.Module):
         nn.init.zeros_(layers[-1].weight)
         nn.init.zeros_(layers[-1].bias)
 
+    def _level(self, mix_mag: torch.Tensor) -> torch.Tensor:
+        """The mixture's mean STFT magnitude per utterance, ``(B, 1, 1, 1)``, detached."""
+        return mix_mag.detach().mean(dim=(-2, -1)).clamp_min(1e-8)[:, None, None, None]
+
+    def direction(self, mix_spec: torch.Tensor, est_spec: torch.Tensor) -> torch.Tensor:
+        """The detached unit phasor ``u`` along which a magnitude correction is applied.
+
+        Args:
+            mix_spec: complex ``(B, F, frames)``. est_spec: complex ``(B, C, F, frames)``.
+        Returns:
+            complex ``(B, C, F, frames)``.
+        """
+        mix_spec, est_spec = mix_spec.detach(), est_spec.detach()
+        mix_mag = mix_spec.abs()[:, None]
+        mix_u = unit_phasor(mix_spec)[:, None].expand_as(est_spec)
+        if self.phase == "mixture":
+            u = mix_u
+        else:
+            # An estimate this far below the mixture has no phase of its own: the mixture's.
+            floor = (_HYBRID_FLOOR if self.phase == "hybrid" else 1e-6) * mix_mag
+            est_u = unit_phasor(est_spec, floor)
+            u = torch.where(est_spec.abs() > floor, est_u, mix_u)
+        if self.nyquist_bin is not None:
+            u = u.clone()
+            u[..., self.nyquist_bin :, :] = mix_u[..., self.nyquist_bin :, :]
+        return u
+
+    def apply_magnitude(
+        self, mix_spec: torch.Tensor, est_spec: torch.Tensor, mag: torch.Tensor
+    ) -> torch.Tensor:
+        """``S + (mag - |S|) * u``: the estimate's spectrum with its magnitude moved to ``mag``
+        along :meth:`direction` (the bench composes oracle magnitudes with this too).
+
+        Args:
+            mix_spec: complex ``(B, F, frames)``. est_spec: complex ``(B, C, F, frames)``.
+            mag: target magnitude ``(B, C, F, frames)``.
+        Returns:
+            complex ``(B, C, F, frames)``.
+        """
+        return est_spec + (mag - est_spec.abs()) * self.direction(mix_spec, est_spec)
+
     def forward(self, mix: torch.Tensor, est: torch.Tensor) -> torch.Tensor:
         """``mix`` ``(B, T)`` and upsampled ``est`` ``(B, C, T)`` -> refined ``(B, C, T)``."""
         length = est.shape[-1]
@@ -223,19 +335,22 @@ class SuperResolution(nn.Module):
         features = [mix_mag[:, None], est_mag]
         if self.heuristic:
             features.append(
-                heuristic_high_band(mix_mag, est_mag, self.split_bin, self.ratio, self.eps)
+                heuristic_high_band(
+                    mix_mag, est_mag, self.split_bin, self.ratio, self.eps, self.ratio_max
+                )
             )
-        delta = self.net(torch.cat(features, dim=1))
+        x = torch.cat(features, dim=1)
+        scale: torch.Tensor | float = 1.0
+        if self.input_norm == "log":
+            # Magnitudes span orders of magnitude (and the heuristic up to ratio_max times the
+            # mixture): log-compress them relative to the mixture's level before the convs.
+            scale = self._level(mix_mag)
+            x = torch.log1p(x / scale)
+        delta = self.net(x) * scale
+        if self.phase == "complex":
+            re, im = delta.chunk(2, dim=1)
+            return self.stft.inverse(est_spec + torch.complex(re, im), length)
         mag = est_mag + delta
         if self.clamp:
             mag = torch.relu(mag)
-        est_phase = est_spec / (est_mag + 1e-12)
-        mix_phase = (mix_spec / (mix_mag + 1e-12))[:, None]
-        if self.phase == "estimate":
-            phase = est_phase
-        elif self.phase == "mixture":
-            phase = mix_phase.expand_as(est_phase)
-        else:
-            own = est_mag > _HYBRID_FLOOR * mix_mag[:, None]
-            phase = torch.where(own, est_phase, mix_phase)
-        return self.stft.inverse(mag * phase, length)
+        return self.stft.inverse(self.apply_magnitude(mix_spec, est_spec, mag), length)

@@ -204,12 +204,20 @@ def cmd_bench(args: argparse.Namespace) -> None:
         from sfsrnet.bench import bench_sr_cost
 
         table = bench_sr_cost(args.out, presets=tuple(args.presets), threads=args.threads)
+    elif args.what == "sr-oracle":
+        from sfsrnet.bench import bench_sr_oracle
+
+        table = bench_sr_oracle(
+            args.out, args.root, args.utterances or 20, args.checkpoint, config_path=args.config
+        )
+        print(table.to_markdown(index=False, floatfmt=".2f"))
+        return
     else:
         from sfsrnet.bench import bench_metrics
 
         if not args.root:
             raise SfsrnetError("bench metrics needs --root, a corpus with a test split")
-        table = bench_metrics(args.out, args.root, args.checkpoint, args.utterances)
+        table = bench_metrics(args.out, args.root, args.checkpoint, args.utterances or 200)
     print(table.to_markdown(index=False, floatfmt=".3f"))
 
 
@@ -322,15 +330,28 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("bench", help="benchmarks (speed, memory); not tests")
     s.add_argument(
         "what",
-        choices=["separators", "sr", "metrics", "loader"],
+        choices=["separators", "sr", "metrics", "loader", "sr-oracle"],
         help="separators: training step time and memory; sr: SR params, MACs and CPU time next "
         "to each separator's; metrics: our evaluator against Asteroid's and mir_eval; loader: "
-        "training items per second on a fake Libri2Mix tree (static and dynamic mixing)",
+        "training items per second on a fake Libri2Mix tree (static and dynamic mixing); "
+        "sr-oracle: band SNR above the low-rate Nyquist of oracle magnitudes and each SR phase "
+        "rule (results/bench/sr_oracle.{csv,md})",
     )
     s.add_argument("--items", type=int, default=320, help="loader: items read per case")
-    s.add_argument("--root", help="metrics: corpus folder (its test split is used)")
-    s.add_argument("--checkpoint", help="metrics: estimates from this model (default: synthetic)")
-    s.add_argument("--utterances", type=int, default=200, help="metrics: test utterances")
+    s.add_argument(
+        "--root",
+        help="metrics, sr-oracle: corpus folder (its test split is used); sr-oracle's default: "
+        "the --config corpus, built if missing",
+    )
+    s.add_argument(
+        "--checkpoint",
+        help="metrics: estimates from this model (default: synthetic); sr-oracle: adds the "
+        "magnitude of this checkpoint's SR (at its factor and mode)",
+    )
+    s.add_argument("--utterances", type=int, help="test utterances (metrics: 200, sr-oracle: 20)")
+    s.add_argument(
+        "--config", default="config/config.yaml", help="sr-oracle: corpus and default SR phase"
+    )
     s.add_argument("--out", default="results/bench", help="folder for the CSV and Markdown table")
     s.add_argument("--separators", nargs="*", help="default: every registered separator")
     s.add_argument("--presets", nargs="*", default=["tiny", "published"])

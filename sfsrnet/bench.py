@@ -13,9 +13,12 @@ import resource
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _step_case(case: dict[str, Any]) -> dict[str, Any]:
@@ -419,4 +422,199 @@ def bench_loader(
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "loader.csv", index=False, float_format="%.2f")
     (out / "loader.md").write_text(table.to_markdown(index=False, floatfmt=".1f") + "\n")
+    return table
+
+
+SR_ORACLE_PHASES: tuple[str, ...] = ("estimate", "mixture", "hybrid", "default", "residue", "true")
+
+
+def oracle_low_band(ref: torch.Tensor, sample_rate: int, factor: int, mode: str) -> torch.Tensor:
+    """The reference as a perfect separator's estimate reaches SR at ``factor`` in ``mode``.
+
+    ``resample``: the reference through the system's own path (resampled to
+    ``sample_rate / factor`` and back, :class:`sfsrnet.system.SeparationSystem`), so above the
+    low-rate Nyquist it holds the resampler's residue. ``stride``: a strided separator's
+    estimate is full band in principle, and how much of the high band it gets right depends on
+    the separator; the oracle here is the reference with every STFT bin (SR's STFT) at or above
+    the low-rate Nyquist set to zero: the band SR is meant to restore, empty, with no residue.
+
+    Args:
+        ref: ``(..., time)`` at ``sample_rate``.
+    Returns:
+        ``(..., time)``.
+    """
+    from sfsrnet.audio import fit_length, resample
+    from sfsrnet.sr import STFT
+
+    if factor == 1:
+        return ref
+    if mode == "resample":
+        low = resample(
+            resample(ref, sample_rate, sample_rate // factor), sample_rate // factor, sample_rate
+        )
+        return fit_length(low, ref.shape[-1])
+    stft = STFT(sample_rate)
+    spec = stft(ref)
+    spec[..., round(stft.n_fft / (2 * factor)) :, :] = 0
+    return stft.inverse(spec, ref.shape[-1])
+
+
+def _default_sr_phase(config_path: str | Path) -> str:
+    """The phase the harness's config gives SR: its ``sr.args`` over its ``sr.preset``."""
+    from sfsrnet import config as cfg
+    from sfsrnet.study import preset_args
+
+    sr = cfg.load(config_path)["sr"]
+    args = {**preset_args("sr", "sr", sr["preset"]), **(sr.get("args") or {})}
+    return str(args.get("phase", "estimate"))
+
+
+def _oracle_corpus(root: str | Path | None, config_path: str | Path) -> Path:
+    """``root``, or the config's corpus folder, built (embedded corpus) when it is missing."""
+    from sfsrnet import config as cfg
+    from sfsrnet.data.identity import corpus_folder, read_manifest, resolve_corpus
+
+    if root is not None:
+        return Path(root)
+    data = resolve_corpus(cfg.load(config_path))
+    folder = Path(corpus_folder(data))
+    if read_manifest(folder) is None:
+        if data["corpus"] != "embedded":
+            raise FileNotFoundError(
+                f"corpus {folder} is not prepared: run python -m sfsrnet make-corpus first"
+            )
+        from sfsrnet.data.embedded import CorpusSpec, make_corpus
+
+        make_corpus(CorpusSpec.from_config(data), folder)
+    return folder
+
+
+def bench_sr_oracle(
+    out_dir: str | Path,
+    root: str | Path | None = None,
+    n_utterances: int = 20,
+    checkpoint: str | Path | None = None,
+    factors: tuple[int, ...] = (2, 4),
+    modes: tuple[str, ...] = ("resample", "stride"),
+    config_path: str | Path | None = None,
+) -> pd.DataFrame:
+    """How much of the band above the low-rate Nyquist each magnitude and phase rule restores.
+
+    For each test utterance, factor and mode, the oracle low band (:func:`oracle_low_band`)
+    gets, above the low-rate Nyquist ``sample_rate / (2 * factor)``, the magnitude ``none`` (its
+    own), ``heuristic`` (the SR heuristic's corrected high band, SR's default ``ratio_max``;
+    ``heuristic_em`` with the ratio ``estimate/mixture``),
+    ``oracle`` (the reference's) or ``sr`` (the magnitude of ``checkpoint``'s SR output, where
+    the checkpoint's factor and mode match), combined by
+    :meth:`sfsrnet.sr.SuperResolution.apply_magnitude` with each phase setting (``default`` is
+    the config's SR phase), plus ``residue`` (the estimate's own phase everywhere: the rule
+    before SR knew the factor) and ``true`` (the reference's phase above the Nyquist).
+
+    Writes ``sr_oracle.csv`` and ``sr_oracle.md`` under ``out_dir``; means over utterances and
+    sources of band SNR above / below the low-rate Nyquist and SI-SNR, in dB. ``config_path``
+    (default: the checkout's ``config/config.yaml``) names the corpus and the default phase.
+    """
+    import torch
+
+    from sfsrnet.study import CONFIG_DIR
+
+    config_path = CONFIG_DIR / "config.yaml" if config_path is None else config_path
+
+    from sfsrnet.data.folder import SeparationFolder
+    from sfsrnet.data.identity import read_manifest
+    from sfsrnet.metrics import band_snr, si_snr
+    from sfsrnet.sr import SuperResolution, heuristic_high_band, unit_phasor
+
+    torch.set_num_threads(1)
+    folder = _oracle_corpus(root, config_path)
+    manifest = read_manifest(folder) or {}
+    rate = int(manifest.get("sample_rate") or (manifest.get("spec") or {}).get("sample_rate", 8000))
+    n_src = int((manifest.get("spec") or {}).get("n_src", 2))
+    data = SeparationFolder(folder, "test", n_src, rate, limit=n_utterances)
+    default_phase = _default_sr_phase(config_path)
+    system = None
+    if checkpoint is not None:
+        from sfsrnet.checkpoint import load_checkpoint
+
+        system = load_checkpoint(checkpoint)[0]
+        if system.sr is None:
+            raise ValueError(f"checkpoint {checkpoint} has no SR add-on")
+    tiny = {"channels": (1,), "kernels": (1, 1)}  # only the STFT and the phase rules are used
+    rows = []
+    for mode in modes:
+        for factor in factors:
+            srs = {
+                p: SuperResolution(n_src, rate, factor=factor, mode=mode, phase=p, **tiny)
+                for p in ("estimate", "mixture", "hybrid", default_phase)
+            }
+            sr0 = srs["estimate"]
+            nyq = round(sr0.stft.n_fft / (2 * factor))
+            edges = [0.0, rate / (2 * factor), rate / 2]
+            magnitudes = ["none", "heuristic", "heuristic_em", "oracle"]
+            use_sr = system is not None and (system.factor, system.mode) == (factor, mode)
+            if use_sr:
+                magnitudes.append("sr")
+            for i in range(len(data)):
+                mix, ref, _ = data[i]
+                mix, ref = mix[None], ref[None]
+                low = oracle_low_band(ref, rate, factor, mode)
+                mix_spec, est_spec, ref_spec = sr0.stft(mix), sr0.stft(low), sr0.stft(ref)
+                est_mag = est_spec.abs()
+                highs = {
+                    "none": est_mag,
+                    "heuristic": heuristic_high_band(
+                        mix_spec.abs(), est_mag, nyq, ratio_max=sr0.ratio_max
+                    ),
+                    "heuristic_em": heuristic_high_band(
+                        mix_spec.abs(), est_mag, nyq, "estimate/mixture", ratio_max=sr0.ratio_max
+                    ),
+                    "oracle": ref_spec.abs(),
+                }
+                if use_sr:
+                    with torch.no_grad():
+                        highs["sr"] = sr0.stft(system.sr(mix, low)).abs()
+                for magnitude in magnitudes:
+                    mag = est_mag.clone()
+                    mag[..., nyq:, :] = highs[magnitude][..., nyq:, :]
+                    for phase in SR_ORACLE_PHASES:
+                        if phase == "residue":
+                            spec = mag * unit_phasor(est_spec)
+                        elif phase == "true":
+                            spec = srs["estimate"].apply_magnitude(mix_spec, est_spec, mag)
+                            spec[..., nyq:, :] = (mag * unit_phasor(ref_spec))[..., nyq:, :]
+                        else:
+                            rule = default_phase if phase == "default" else phase
+                            spec = srs[rule].apply_magnitude(mix_spec, est_spec, mag)
+                        out = sr0.stft.inverse(spec, ref.shape[-1])[0]
+                        bands = band_snr(out, ref[0], rate, edges)
+                        rows.append(
+                            {
+                                "mode": mode,
+                                "factor": factor,
+                                "magnitude": magnitude,
+                                "phase": default_phase if phase == "default" else phase,
+                                "phase_setting": phase,
+                                "above_nyquist_db": float(bands[:, 1].nanmean()),
+                                "below_nyquist_db": float(bands[:, 0].nanmean()),
+                                "si_snr_db": float(si_snr(out, ref[0]).mean()),
+                            }
+                        )
+    keys = ["mode", "factor", "magnitude", "phase_setting"]
+    table = (
+        pd.DataFrame(rows)
+        .groupby(keys, sort=False)
+        .agg(
+            phase_rule=("phase", "first"),
+            above_nyquist_db=("above_nyquist_db", "mean"),
+            below_nyquist_db=("below_nyquist_db", "mean"),
+            si_snr_db=("si_snr_db", "mean"),
+            utterances=("si_snr_db", "size"),
+        )
+        .reset_index()
+        .rename(columns={"phase_setting": "phase"})
+    )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "sr_oracle.csv", index=False, float_format="%.4f")
+    (out / "sr_oracle.md").write_text(table.to_markdown(index=False, floatfmt=".2f") + "\n")
     return table

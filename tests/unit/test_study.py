@@ -117,7 +117,9 @@ def test_hand_written_config_trains_the_published_sr(tmp_path):
     assert config["sr"]["args"] == load_yaml(CONFIG_DIR / "sr.yaml")["presets"]["published"]
     assert config["separator"]["args"]["n_filters"] == 128
     path.write_text(yaml.safe_dump({"sr": {"enabled": True, "preset": "huge"}}))
-    with pytest.raises(ConfigError, match=r"sr.preset 'huge'.*known presets: published, tiny"):
+    with pytest.raises(
+        ConfigError, match=r"sr.preset 'huge'.*known presets: complex, published, tiny"
+    ):
         load_cell_config(path)
 
 

@@ -17,6 +17,10 @@ from sfsrnet.sr import SuperResolution
 from sfsrnet.system import SeparationSystem, separator_rate
 
 FORMAT = 1
+# Checkpoints written since SR knows the factor and mode carry SR_ARGS; older ones were trained
+# with the paper's SR inputs, which their missing keys default to on load (PAPER_SR_DEFAULTS).
+SR_ARGS = 2
+PAPER_SR_DEFAULTS: dict[str, Any] = {"ratio_max": None, "input_norm": "none"}
 
 
 def system_spec(config: dict[str, Any]) -> dict[str, Any]:
@@ -96,7 +100,8 @@ def save_checkpoint(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in system.state_dict().items()}
-    write_payload(path, {"format": FORMAT, "spec": spec, "state_dict": state, **extra})
+    payload = {"format": FORMAT, "spec": spec, "state_dict": state, "sr_args": SR_ARGS}
+    write_payload(path, {**payload, **extra})
 
 
 def write_payload(path: str | Path, payload: dict[str, Any]) -> None:
@@ -216,7 +221,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def load_checkpoint(path: str | Path) -> tuple[SeparationSystem, dict[str, Any]]:
     """Rebuild the system stored at ``path``; returns it (eval mode, CPU) and the whole payload."""
     payload = read_checkpoint(path)
-    system = build_system(payload["spec"])
+    spec = payload["spec"]
+    if spec.get("sr") is not None and payload.get("sr_args", 1) < SR_ARGS:
+        # Trained before SR knew the factor: the split at rate / 4 and the paper's raw inputs.
+        old = {**PAPER_SR_DEFAULTS, "split_hz": spec["sample_rate"] / 4}
+        spec = {**spec, "sr": {**old, **spec["sr"]}}
+    system = build_system(spec)
     try:
         _load_state(system, payload["state_dict"], f"checkpoint {path}")
     except (RuntimeError, ConfigError) as err:

@@ -271,3 +271,41 @@ def test_sr_oracle_bench_runs_on_a_tiny_corpus(tmp_path):
     above = oracle.set_index(["factor", "phase"]).above_nyquist_db
     for factor in (2, 4):
         assert above[factor, "default"] >= 12 and above[factor, "residue"] < 3, above
+
+
+def test_checkpoints_from_before_sr_knew_the_factor_load_with_their_inputs(tmp_path):
+    """A checkpoint without ``sr_args`` was trained with the split at rate / 4 and raw inputs:
+    it loads (same state keys) with those; a new one keeps the current defaults."""
+    from sfsrnet.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint, write_payload
+
+    spec = _spec(TINY_SR, factor=4)
+    save_checkpoint(tmp_path / "new.pt", build_system(spec), spec)
+    new = load_checkpoint(tmp_path / "new.pt")[0].sr
+    assert (new.split_hz, new.input_norm, new.ratio_max) == (1000.0, "log", 100.0)
+    payload = read_checkpoint(tmp_path / "new.pt")
+    del payload["sr_args"]
+    write_payload(tmp_path / "old.pt", payload)
+    old = load_checkpoint(tmp_path / "old.pt")[0].sr
+    assert (old.split_hz, old.input_norm, old.ratio_max) == (2000.0, "none", None)
+    assert (old.factor, old.mode) == (4, "resample")
+
+
+def test_sr_oracle_bench_adds_a_checkpoints_sr_magnitude(tmp_path):
+    from sfsrnet.audio import write_wav
+    from sfsrnet.bench import bench_sr_oracle
+    from sfsrnet.checkpoint import save_checkpoint
+
+    ref = _voices(0.5)
+    write_wav(tmp_path / "c" / "test" / "mix" / "0.wav", ref.sum(0), 8000)
+    for c in range(2):
+        write_wav(tmp_path / "c" / "test" / f"s{c + 1}" / "0.wav", ref[c], 8000)
+    spec = _spec(TINY_SR, factor=2)
+    save_checkpoint(tmp_path / "ckpt.pt", build_system(spec), spec)
+    table = bench_sr_oracle(
+        tmp_path / "out", tmp_path / "c", 1, tmp_path / "ckpt.pt", factors=(2,), modes=("resample",)
+    )
+    fresh = table[table.magnitude == "sr"].set_index("phase")
+    none = table[table.magnitude == "none"].set_index("phase")
+    # A fresh SR is the identity: its magnitude is the oracle low band's own.
+    assert len(fresh) == 6
+    assert abs(fresh.above_nyquist_db["default"] - none.above_nyquist_db["default"]) < 0.5

@@ -197,9 +197,10 @@ class SuperResolution(nn.Module):
         activation: between layers. frame_8k, hop_8k, window: the STFT.
         clamp: keep the refined magnitude non-negative (magnitude phases only).
         phase: direction of the magnitude correction below the low-rate Nyquist: the
-            estimate's (the paper), the mixture's, or ``hybrid`` (the estimate's where it has
-            energy, the mixture's where it has none); ``complex``: the network predicts a
-            complex correction (real and imaginary part per source) added to ``S_c``.
+            estimate's (the paper; a bin under 1e-6 of the mixture's magnitude has no phase of
+            its own and takes the mixture's), the mixture's, or ``hybrid`` (the estimate's where
+            it is above 1e-3 of the mixture, the mixture's elsewhere); ``complex``: the network
+            predicts a complex correction (real and imaginary part per source) added to ``S_c``.
 
     >>> sr = SuperResolution(2, 8000, factor=2, channels=(8, 8, 8), kernels=(3, 3, 3, 3))
     >>> sr(torch.randn(1, 4001), torch.randn(1, 2, 4001)).shape

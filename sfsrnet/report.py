@@ -566,9 +566,14 @@ def _latex(shown: pd.DataFrame, caption: str, label: str) -> str:
 CAPTIONS = {
     "ablation": "SI-SNRi and SDRi (dB) with and without the SR add-on: mean [95 % bootstrap "
     "interval over utterances (and seeds)], the difference on the same utterances, and the "
-    "Wilcoxon signed-rank p-value of the pairs.",
-    "bands": "Band SNR (dB) per frequency band with and without SR; bands above the separator's "
-    "low-rate Nyquist are what SR must restore.",
+    "Wilcoxon signed-rank p-value of the pairs, Holm-adjusted across the rows of the table (raw "
+    "p in the CSV). With control cells: refine only (SR output kept below the low-rate Nyquist), "
+    "so SR gain = refinement + restoration (on - refine); budget (the SR-off twin trained the "
+    "extra epochs staged SR gets), so SR beyond budget = on - budget.",
+    "bands": "Band SNR (dB) per frequency band with and without SR (and the control cells), "
+    "differences as in the ablation table, p Holm-adjusted across the rows; bands above the "
+    "separator's low-rate Nyquist are what SR must restore (n/a in stride mode, where the "
+    "separator runs at the full rate).",
     "cost": "Cost per configuration: parameters and multiply-accumulates per second of audio "
     "(separator and SR apart), median training step, real-time factor, peak memory.",
     "paper": "Published numbers (theirs: their corpus and training budget) beside this study's "

@@ -379,7 +379,9 @@ def cost_table(study: Study) -> pd.DataFrame:
     if "rtf_without_sr" in cells.columns:  # without SR, the system's RTF is the separator's
         cells["rtf_without_sr"] = cells.rtf_without_sr.where(cells.sr, cells.rtf)
     columns = [c for c in COST_COLUMNS if c in cells.columns]
-    group = [*study.keys, "sr", "trained"]
+    # Control cells apart from the plain ones (a budget cell trains longer than its twin).
+    controls = ["control"] if (cells.control != "none").any() else []
+    group = [*study.keys, "sr", *controls, "trained"]
     table = cells.groupby(group, sort=False, dropna=False)[columns].mean().reset_index()
     table.insert(
         len(group), "n_seeds", cells.groupby(group, sort=False, dropna=False).size().to_numpy()
@@ -521,7 +523,7 @@ def _show_bands(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 def _show_cost(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    shown = _show_keys(table, [*keys, "sr", "trained", "n_seeds"])
+    shown = _show_keys(table, [*keys, "sr", "control", "trained", "n_seeds"])
     scale = {"params_separator": 1e6, "params_sr": 1e6}
     scale |= {"macs_per_second_separator": 1e9, "macs_per_second_sr": 1e9}
     for column, label in COST_COLUMNS.items():

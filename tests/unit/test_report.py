@@ -330,3 +330,15 @@ def test_stride_mode_bands_are_not_above_a_low_nyquist(tmp_path):
     paths = build_report(root)
     assert pd.read_csv(paths["bands_csv"]).above_low_nyquist.isna().all()
     assert "n/a (stride)" in paths["bands_md"].read_text()
+
+
+def test_cost_table_keeps_control_cells_apart(controls):
+    root, _ = controls
+    cost = pd.read_csv(build_report(root)["cost_csv"])
+    two = cost[cost.factor == 2]
+    assert sorted(zip(two.sr, two.control, strict=True)) == [
+        (False, "budget"),
+        (False, "none"),
+        (True, "none"),
+        (True, "refine"),
+    ]

@@ -141,6 +141,6 @@ class SeparationSystem(nn.Module):
             return est
         self.separator_estimate = est
         out = self.sr(mix, est)
-        if self.refine_only:
+        if self.refine_only and self.factor > 1:  # at factor 1 every band is the separator's
             out = keep_below(out, est, self.sample_rate / (2 * self.factor), self.sample_rate)
         return out

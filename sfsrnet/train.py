@@ -488,7 +488,7 @@ class _NonFiniteGuard:
         self.state = state
 
     def _kept(self) -> str:
-        if self.state.epoch:
+        if self.state.rows:  # epoch 0 of a staged SR or budget cell is a checkpoint too
             return f"the last good checkpoint {self.last} (epoch {self.state.epoch}) is kept"
         return "no checkpoint had been written yet"
 

@@ -25,8 +25,12 @@ PAPER_SR_DEFAULTS: dict[str, Any] = {"ratio_max": None, "input_norm": "none"}
 
 def system_spec(config: dict[str, Any]) -> dict[str, Any]:
     """What rebuilds a system from a validated cell config: separator, rate, factor, mode, n_src
-    and the SR add-on's arguments (``None`` without SR)."""
+    and the SR add-on's arguments (``None`` without SR), ``sr_control`` (``refine`` restricts the
+    SR output to the band below the low-rate Nyquist) and ``sr_split_hz``, the SR split whether
+    or not SR is on, so that twins are scored in the same bands."""
     data = config["data"]
+    sr_args = config["sr"]["args"]
+    split = sr_args.get("split_hz")
     return {
         "separator": config["separator"]["name"],
         "module": config["separator"]["module"],
@@ -35,7 +39,10 @@ def system_spec(config: dict[str, Any]) -> dict[str, Any]:
         "sample_rate": int(data["sample_rate"]),
         "factor": int(config["system"]["factor"]),
         "mode": config["system"]["mode"],
-        "sr": dict(config["sr"]["args"]) if config["sr"]["enabled"] else None,
+        "sr": dict(sr_args) if config["sr"]["enabled"] else None,
+        "sr_control": config["sr"].get("control", "none") if config["sr"]["enabled"] else "none",
+        # The SR network's own default split (sfsrnet.sr.SuperResolution) when none is given.
+        "sr_split_hz": float(split) if split is not None else int(data["sample_rate"]) / 4,
     }
 
 
@@ -88,7 +95,11 @@ def build_system(spec: dict[str, Any]) -> SeparationSystem:
         spec["separator"], n_src=spec["n_src"], sample_rate=low_rate, **args
     )
     sr = _build_sr(spec)
-    system = SeparationSystem(separator, spec["sample_rate"], spec["factor"], spec["mode"], sr=sr)
+    # Checkpoints written before the refine control have no sr_control: plain SR.
+    refine = sr is not None and spec.get("sr_control", "none") == "refine"
+    system = SeparationSystem(
+        separator, spec["sample_rate"], spec["factor"], spec["mode"], sr=sr, refine_only=refine
+    )
     system.spec = dict(spec)
     return system
 

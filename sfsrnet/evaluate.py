@@ -29,6 +29,26 @@ COST_JSON = "cost.json"
 SUMMARY_JSON = "summary.json"
 
 
+def cell_band_edges(
+    spec: dict[str, Any], band_edges_hz: tuple[float, ...] = (500.0, 1000.0, 2000.0)
+) -> list[float]:
+    """Band edges (Hz) of a system spec: ``band_edges_hz``, the low-rate Nyquist and the SR
+    split, whether SR is on or off, so an SR-on cell and its SR-off twin share their bands.
+
+    Specs written before ``sr_split_hz`` fall back to the SR network's split (or its default,
+    a quarter of the rate).
+
+    >>> spec = {"sample_rate": 16000, "factor": 2, "sr": None, "sr_split_hz": 4000.0}
+    >>> cell_band_edges(spec) == cell_band_edges({**spec, "sr": {}})
+    True
+    """
+    split = spec.get("sr_split_hz")
+    if split is None:
+        split = (spec.get("sr") or {}).get("split_hz") or spec["sample_rate"] / 4
+    extra = (*band_edges_hz, float(split))
+    return list(band_edges(spec["sample_rate"], spec["factor"], extra))
+
+
 @torch.no_grad()
 def evaluate_checkpoint(
     checkpoint: str | Path,
@@ -56,11 +76,12 @@ def evaluate_checkpoint(
     dataset = SeparationFolder(
         root, split, spec["n_src"], spec["sample_rate"], limit=max_utterances
     )
-    extra = list(band_edges_hz)
-    if system.sr is not None:
-        extra.append(system.sr.split_hz)
-    edges = band_edges(spec["sample_rate"], spec["factor"], tuple(extra))
+    edges = cell_band_edges(spec, band_edges_hz)
     nyquist_low = spec["sample_rate"] / (2 * spec["factor"])
+    # Only resampling removes the band above rate/(2*factor); a strided encoder runs at the full
+    # rate, so there its bands are not "above the low-rate Nyquist" (the edge stays, as the
+    # encoder's effective rate).
+    removed = spec["factor"] > 1 and spec["mode"] == "resample"
     rows, band_rows = [], []
     start = time.monotonic()
     separate_seconds = 0.0
@@ -85,7 +106,7 @@ def evaluate_checkpoint(
                         "source": c,
                         "band_lo_hz": lo,
                         "band_hi_hz": hi,
-                        "above_low_nyquist": lo >= nyquist_low and spec["factor"] > 1,
+                        "above_low_nyquist": removed and lo >= nyquist_low,
                         "band_snr": float(snr[c, b]),
                     }
                 )

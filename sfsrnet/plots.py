@@ -73,7 +73,9 @@ def band_plot(bands: pd.DataFrame, out: Path) -> dict[str, Path]:
                         label=f"d={factor}, SR {side}",
                         baseline=None,
                     )
-            nyquist = rows[~rows.above_low_nyquist].band_hi_hz.max()
+            # None in stride mode (nothing removed by resampling): no line drawn.
+            below = rows.above_low_nyquist.map({True: True, False: False}).eq(False)
+            nyquist = rows[below & rows.above_low_nyquist.notna()].band_hi_hz.max()
             if factor > 1 and np.isfinite(nyquist):
                 ax.axvline(nyquist, color=colour[factor], ls=":", lw=1)
         ax.set_title(separator)

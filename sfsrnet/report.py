@@ -8,7 +8,9 @@ Markdown and LaTeX (booktabs) under ``<study>/tables``; the plots go to ``<study
 Statistics: sources are averaged within an utterance first; means come with a 95 % percentile
 bootstrap interval over utterances (two-stage, seeds then utterances, when a configuration has
 several seeds); "SR on" is compared with its "SR off" twin on the same utterances and seeds, by
-the bootstrap interval of the difference and a Wilcoxon signed-rank test.
+the bootstrap interval of the difference and a Wilcoxon signed-rank test. Control cells
+(``sr.control``: ``refine``, ``budget``) are compared the same way (:data:`COMPARISONS`), and
+every p-value column gets a Holm adjustment across the rows of its table (``*_p_holm``).
 """
 
 from __future__ import annotations
@@ -30,14 +32,29 @@ from sfsrnet.config import load_yaml
 from sfsrnet.data.identity import read_manifest
 from sfsrnet.errors import DataError
 from sfsrnet.evaluate import BANDS_CSV, COST_JSON, SUMMARY_JSON, UTTERANCE_CSV
-from sfsrnet.stats import bootstrap_ci, paired_p_value
+from sfsrnet.stats import bootstrap_ci, holm, paired_p_value
 from sfsrnet.study import SR_AXES
 
 log = logging.getLogger(__name__)
 
 TABLE_METRICS = {"si_snr_i": "SI-SNRi", "sdr_i": "SDRi"}
 # Columns every cell has, whether or not they are grid axes.
-FIXED = ("separator", "factor", "sr", "seed")
+FIXED = ("separator", "factor", "sr", "seed", "control")
+# The cells a row of the paired tables compares: the plain SR-off twin, plain SR on, and the
+# controls (sr.control refine: SR restricted below the low-rate Nyquist; budget: the SR-off twin
+# trained further). Keyed by (SR on, sr.control).
+GROUPS = {(False, "none"): "off", (True, "none"): "on", (True, "refine"): "refine"}
+GROUPS[(False, "budget")] = "budget"
+LEVELS = {"off": "SR off", "on": "SR on", "refine": "refine only", "budget": "budget"}
+# Paired differences (column infix, later group - earlier group, shown label). ``delta`` is the
+# SR gain; refine_gain + restoration = delta; beyond_budget = delta - budget_gain.
+COMPARISONS = {
+    "delta": ("on", "off", "Δ SR (on - off)"),
+    "refine_gain": ("refine", "off", "Δ refinement (refine - off)"),
+    "restoration": ("on", "refine", "Δ restoration (on - refine)"),
+    "budget_gain": ("budget", "off", "Δ budget (budget - off)"),
+    "beyond_budget": ("on", "budget", "Δ SR beyond budget (on - budget)"),
+}
 
 
 @dataclass
@@ -115,6 +132,8 @@ def read_study(study_dir: str | Path) -> Study:
             "factor": config["system"]["factor"],
             "sr": bool(config["sr"]["enabled"]),
             "seed": config["seed"],
+            "control": config["sr"].get("control", "none"),
+            "mode": config["system"]["mode"],
             **{a: v for a, v in cell_axes.items() if a not in FIXED},
             "sr_trained": (config["sr"]["training"] if config["sr"]["enabled"] else None),
             "epochs": config["train"]["epochs"],
@@ -136,9 +155,10 @@ def read_study(study_dir: str | Path) -> Study:
 
     def with_keys(frames: list[pd.DataFrame]) -> pd.DataFrame:
         if not frames:
-            return pd.DataFrame(columns=["cell", *keys, "sr", "seed"])
+            return pd.DataFrame(columns=["cell", *keys, "sr", "control", "seed"])
         frame = pd.concat(frames, ignore_index=True)
-        return frame.merge(cells_df[["cell", *keys, "sr", "seed"]], on="cell", how="left")
+        columns = ["cell", *keys, "sr", "control", "seed"]
+        return frame.merge(cells_df[columns], on="cell", how="left")
 
     return Study(
         name=study_dir.name,
@@ -159,7 +179,7 @@ def read_study(study_dir: str | Path) -> Study:
 
 def long_table(study: Study) -> pd.DataFrame:
     """Every (cell, utterance, source) row with the cell's key columns, SR state and seed."""
-    first = ["cell", *study.keys, "sr", "seed"]
+    first = ["cell", *study.keys, "sr", "control", "seed"]
     rest = [c for c in study.utterances.columns if c not in first]
     return study.utterances[first + rest]
 
@@ -170,107 +190,165 @@ def _matrix(frame: pd.DataFrame, value: str) -> pd.DataFrame:
     return per_utt.unstack("utterance")
 
 
-def _configurations(study: Study) -> list[tuple[dict[str, Any], list[str], list[str]]]:
-    """``(key values, SR-off cells, SR-on cells)`` per row of the paired tables, in grid order.
+def _configurations(study: Study) -> list[tuple[dict[str, Any], dict[str, list[str]]]]:
+    """``(key values, cells by group)`` per row of the paired tables, in grid order; the groups
+    are :data:`GROUPS`' values (``off``, ``on``, ``refine``, ``budget``), each a list of cells.
 
-    An SR-on configuration is paired with the SR-off cells that share its key values but those
-    of the SR-only axes (``heuristic``, ``sr_training``); an SR-off configuration without any
-    SR-on partner gets a row of its own.
+    An SR-on configuration (plain or refine) is paired with the SR-off cells (plain or budget)
+    that share its key values but those of the SR-only axes (``heuristic``, ``sr_training``);
+    an SR-off configuration without any SR-on partner gets a row of its own.
     """
     keys = study.keys
     base = [k for k in keys if k not in SR_AXES]
-    cells = study.cells
-    rows: dict[tuple, tuple[dict[str, Any], list[str], list[str]]] = {}
+    cells = study.cells.assign(
+        group=[
+            GROUPS.get((sr, c), "")
+            for sr, c in zip(study.cells.sr, study.cells.control, strict=True)
+        ]
+    )
+    rows: dict[tuple, tuple[dict[str, Any], dict[str, list[str]]]] = {}
     paired_off: set[tuple] = set()
-    off_by_base: dict[tuple, list[str]] = {}
+    off_by_base: dict[tuple, dict[str, list[str]]] = {}
     for _, cell in cells[~cells.sr].iterrows():
-        off_by_base.setdefault(tuple(cell[base]), []).append(cell.cell)
-    for _, cell in cells.iterrows():
-        if cell.sr:
-            key = tuple(cell[keys])
-            if key not in rows:
-                base_key = tuple(cell[base])
-                paired_off.add(base_key)
-                rows[key] = (dict(zip(keys, key, strict=True)), off_by_base.get(base_key, []), [])
-            rows[key][2].append(cell.cell)
+        group = off_by_base.setdefault(tuple(cell[base]), {"off": [], "budget": []})
+        group.setdefault(cell.group, []).append(cell.cell)
+    for _, cell in cells[cells.sr].iterrows():
+        key = tuple(cell[keys])
+        if key not in rows:
+            base_key = tuple(cell[base])
+            paired_off.add(base_key)
+            groups = {g: list(c) for g, c in off_by_base.get(base_key, {}).items()}
+            rows[key] = (dict(zip(keys, key, strict=True)), groups)
+        rows[key][1].setdefault(cell.group, []).append(cell.cell)
     for _, cell in cells[~cells.sr].iterrows():
         base_key = tuple(cell[base])
         if base_key in paired_off:
             continue
         key = tuple(cell[keys])
         if key not in rows:
-            rows[key] = (dict(zip(keys, key, strict=True)), [], [])
-        rows[key][1].append(cell.cell)
+            rows[key] = (dict(zip(keys, key, strict=True)), {})
+        rows[key][1].setdefault(cell.group, []).append(cell.cell)
     # Grid order: a row sits where its first cell does.
     order = {name: i for i, name in enumerate(cells.cell)}
-    ranked = sorted(rows.values(), key=lambda r: min(order[c] for c in r[1] + r[2]))
+    ranked = sorted(
+        rows.values(), key=lambda r: min(order[c] for group in r[1].values() for c in group)
+    )
     # Each SR-off cell once per twin; with an SR-only axis on the off side, keep its first value.
     out = []
-    for values, off, on in ranked:
-        seen, unique = set(), []
-        for name in off:
-            seed = int(cells.loc[cells.cell == name, "seed"].iloc[0])
-            if seed not in seen:
-                seen.add(seed)
-                unique.append(name)
-        out.append((values, unique, on))
+    for values, groups in ranked:
+        for side in ("off", "budget"):
+            seen, unique = set(), []
+            for name in groups.get(side, []):
+                seed = int(cells.loc[cells.cell == name, "seed"].iloc[0])
+                if seed not in seen:
+                    seen.add(seed)
+                    unique.append(name)
+            groups[side] = unique
+        out.append((values, {g: groups.get(g, []) for g in LEVELS}))
     return out
 
 
-def _paired(off: pd.DataFrame | None, on: pd.DataFrame | None, prefix: str) -> dict[str, Any]:
-    """Mean and bootstrap interval of off, on and on - off; Wilcoxon p of the pairs."""
+def _paired(mats: dict[str, pd.DataFrame | None], prefix: str) -> dict[str, Any]:
+    """Mean and bootstrap interval of each group's ``(seed, utterance)`` matrix, and of each
+    paired difference of :data:`COMPARISONS` (on the seeds and utterances both groups have)
+    with the Wilcoxon p of the pairs (``<prefix>_p`` for the SR gain, ``<prefix>_<name>_p``
+    for the others). Groups without cells are NaN."""
     row: dict[str, Any] = {}
-    for label, mat in (("off", off), ("on", on)):
+    for label in LEVELS:
+        mat = mats.get(label)
         mean, low, high = bootstrap_ci(mat.to_numpy()) if mat is not None else (np.nan,) * 3
         row |= {f"{prefix}_{label}": mean, f"{prefix}_{label}_low": low}
         row[f"{prefix}_{label}_high"] = high
-    if off is not None and on is not None:
-        seeds = off.index.intersection(on.index)
-        utts = off.columns.intersection(on.columns)
-        a, b = off.loc[seeds, utts], on.loc[seeds, utts]
-        mean, low, high = bootstrap_ci((b - a).to_numpy())
-        p = paired_p_value(b.mean(axis=0).to_numpy(), a.mean(axis=0).to_numpy())
-    else:
-        mean = low = high = p = np.nan
-    row |= {f"{prefix}_delta": mean, f"{prefix}_delta_low": low, f"{prefix}_delta_high": high}
-    row[f"{prefix}_p"] = p
+    for name, (later, earlier, _) in COMPARISONS.items():
+        a, b = mats.get(earlier), mats.get(later)
+        if a is not None and b is not None:
+            seeds = a.index.intersection(b.index)
+            utts = a.columns.intersection(b.columns)
+            a, b = a.loc[seeds, utts], b.loc[seeds, utts]
+            mean, low, high = bootstrap_ci((b - a).to_numpy())
+            p = paired_p_value(b.mean(axis=0).to_numpy(), a.mean(axis=0).to_numpy())
+        else:
+            mean = low = high = p = np.nan
+        row |= {f"{prefix}_{name}": mean, f"{prefix}_{name}_low": low}
+        row[f"{prefix}_{name}_high"] = high
+        row[_p_column(prefix, name)] = p
     return row
 
 
+def _p_column(prefix: str, name: str) -> str:
+    return f"{prefix}_p" if name == "delta" else f"{prefix}_{name}_p"
+
+
+def _finish(table: pd.DataFrame, prefixes: list[str]) -> pd.DataFrame:
+    """Drop the columns of control groups no row has, then add ``<p column>_holm``: the Holm
+    adjustment of each p-value column across the table's rows (the family the reader scans)."""
+    if table.empty:
+        return table
+    drop = []
+    for prefix in prefixes:
+        for group in ("refine", "budget"):
+            if table[f"{prefix}_{group}"].isna().all():
+                drop += [c for c in table.columns if c.startswith(f"{prefix}_{group}")]
+                for name, (later, earlier, _) in COMPARISONS.items():
+                    if group in (later, earlier):
+                        drop += [f"{prefix}_{name}{s}" for s in ("", "_low", "_high")]
+                        drop.append(_p_column(prefix, name))
+    table = table.drop(columns=sorted(set(drop) & set(table.columns)))
+    for prefix in prefixes:
+        for name in COMPARISONS:
+            column = _p_column(prefix, name)
+            if column in table.columns:
+                at = table.columns.get_loc(column) + 1
+                table.insert(at, f"{column}_holm", holm(table[column].to_numpy(dtype=float)))
+    return table
+
+
 def ablation_table(study: Study) -> pd.DataFrame:
-    """Rows: configurations (separator x factor x other axes). Columns per metric: SR off, on
-    and on - off (mean, ``_low``/``_high`` of the 95 % bootstrap interval) and the paired p-value.
+    """Rows: configurations (separator x factor x other axes). Columns per metric: the mean and
+    ``_low``/``_high`` of the 95 % bootstrap interval of SR off, on and of the control cells
+    present (``refine``, ``budget``), of the paired differences of :data:`COMPARISONS`
+    (``delta`` = on - off, ``refine_gain``, ``restoration`` = on - refine, ``budget_gain``,
+    ``beyond_budget`` = on - budget) with their Wilcoxon p (raw, and ``_holm`` adjusted across
+    the rows). Columns of a control no configuration has are left out.
     """
     utt = study.utterances
     rows = []
-    for values, off, on in _configurations(study):
+    for values, groups in _configurations(study):
         row = dict(values)
+        names = [c for group in groups.values() for c in group]
         for metric in TABLE_METRICS:
-            mats = [_matrix(utt[utt.cell.isin(c)], metric) if c else None for c in (off, on)]
-            row |= _paired(mats[0], mats[1], metric)
-        row["n_seeds"] = len(set(study.cells[study.cells.cell.isin(off + on)].seed))
-        row["n_utterances"] = int(utt[utt.cell.isin(off + on)].utterance.nunique())
+            mats = {g: _matrix(utt[utt.cell.isin(c)], metric) for g, c in groups.items() if c}
+            row |= _paired(mats, metric)
+        row["n_seeds"] = len(set(study.cells[study.cells.cell.isin(names)].seed))
+        row["n_utterances"] = int(utt[utt.cell.isin(names)].utterance.nunique())
         rows.append(row)
-    return pd.DataFrame(rows)
+    return _finish(pd.DataFrame(rows), list(TABLE_METRICS))
 
 
 def band_table(study: Study) -> pd.DataFrame:
-    """Band SNR per configuration and band, SR off / on / on - off, as in :func:`ablation_table`.
+    """Band SNR per configuration and band, in :func:`ablation_table`'s layout (Holm across
+    every row of the band table).
 
-    Bands whose reference holds too little energy are NaN in ``bands.csv`` and left out.
+    ``above_low_nyquist`` is True / False, or None (shown "n/a") for a configuration whose
+    cells all run in stride mode: their separator runs at the full rate, so no band was removed
+    by resampling and there is nothing above a low-rate Nyquist to restore. Bands whose
+    reference holds too little energy are NaN in ``bands.csv`` and left out.
     """
     bands = study.bands
+    cells = study.cells
     rows = []
-    for values, off, on in _configurations(study):
-        sub = bands[bands.cell.isin(off + on)]
-        edges = sub[["band_lo_hz", "band_hi_hz", "above_low_nyquist"]].drop_duplicates()
-        for _, (lo, hi, above) in edges.sort_values("band_lo_hz").iterrows():
+    for values, groups in _configurations(study):
+        names = [c for group in groups.values() for c in group]
+        stride = bool((cells[cells.cell.isin(names)]["mode"] == "stride").all())
+        sub = bands[bands.cell.isin(names)]
+        edges = sub[["band_lo_hz", "band_hi_hz"]].drop_duplicates()
+        for _, (lo, hi) in edges.sort_values("band_lo_hz").iterrows():
             band = sub[(sub.band_lo_hz == lo) & (sub.band_hi_hz == hi)]
-            mats = [_matrix(band[band.cell.isin(c)], "band_snr") if c else None for c in (off, on)]
+            mats = {g: _matrix(band[band.cell.isin(c)], "band_snr") for g, c in groups.items() if c}
             row = dict(values) | {"band_lo_hz": lo, "band_hi_hz": hi}
-            row["above_low_nyquist"] = bool(above)
-            rows.append(row | _paired(mats[0], mats[1], "band_snr"))
-    return pd.DataFrame(rows)
+            row["above_low_nyquist"] = None if stride else bool(band.above_low_nyquist.any())
+            rows.append(row | _paired(mats, "band_snr"))
+    return _finish(pd.DataFrame(rows), ["band_snr"])
 
 
 COST_COLUMNS = {
@@ -301,7 +379,9 @@ def cost_table(study: Study) -> pd.DataFrame:
     if "rtf_without_sr" in cells.columns:  # without SR, the system's RTF is the separator's
         cells["rtf_without_sr"] = cells.rtf_without_sr.where(cells.sr, cells.rtf)
     columns = [c for c in COST_COLUMNS if c in cells.columns]
-    group = [*study.keys, "sr", "trained"]
+    # Control cells apart from the plain ones (a budget cell trains longer than its twin).
+    controls = ["control"] if (cells.control != "none").any() else []
+    group = [*study.keys, "sr", *controls, "trained"]
     table = cells.groupby(group, sort=False, dropna=False)[columns].mean().reset_index()
     table.insert(
         len(group), "n_seeds", cells.groupby(group, sort=False, dropna=False).size().to_numpy()
@@ -411,15 +491,22 @@ def _show_keys(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 def show_ablation(table: pd.DataFrame, keys: list[str], prefixes: dict[str, str]) -> pd.DataFrame:
-    """The human view of a paired table: ``mean [low, high]`` per cell, ``p`` per metric."""
+    """The human view of a paired table: ``mean [low, high]`` per group and difference present,
+    each difference followed by its Holm-adjusted p (the raw p stays in the CSV)."""
     shown = _show_keys(table, keys)
     for prefix, label in prefixes.items():
-        for side, title in (("off", "SR off"), ("on", "SR on"), ("delta", "Δ")):
-            cols = [f"{prefix}_{side}{s}" for s in ("", "_low", "_high")]
-            shown[f"{label} {title}"] = [
-                _value(*v, signed=side == "delta") for v in table[cols].to_numpy()
-            ]
-        shown[f"{label} p"] = [_p(p) for p in table[f"{prefix}_p"]]
+        for group, title in LEVELS.items():
+            cols = [f"{prefix}_{group}{s}" for s in ("", "_low", "_high")]
+            if cols[0] in table.columns:
+                shown[f"{label} {title}"] = [_value(*v) for v in table[cols].to_numpy()]
+        for name, (_, _, title) in COMPARISONS.items():
+            cols = [f"{prefix}_{name}{s}" for s in ("", "_low", "_high")]
+            if cols[0] not in table.columns:
+                continue
+            shown[f"{label} {title}"] = [_value(*v, signed=True) for v in table[cols].to_numpy()]
+            holm_column = f"{_p_column(prefix, name)}_holm"
+            suffix = "p" if name == "delta" else f"p {name.replace('_', ' ')}"
+            shown[f"{label} {suffix} (Holm)"] = [_p(p) for p in table[holm_column]]
     return shown
 
 
@@ -428,12 +515,15 @@ def _show_bands(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     shown["band (Hz)"] = [
         f"{lo:.0f}–{hi:.0f}" for lo, hi in table[["band_lo_hz", "band_hi_hz"]].to_numpy()
     ]
-    shown["above low Nyquist"] = _on_off(table.above_low_nyquist).map({"on": "yes", "off": "no"})
+    shown["above low Nyquist"] = [
+        "n/a (stride)" if v is None or v != v else ("yes" if v else "no")
+        for v in table.above_low_nyquist
+    ]
     return pd.concat([shown, show_ablation(table, [], {"band_snr": "band SNR"})], axis=1)
 
 
 def _show_cost(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    shown = _show_keys(table, [*keys, "sr", "trained", "n_seeds"])
+    shown = _show_keys(table, [*keys, "sr", "control", "trained", "n_seeds"])
     scale = {"params_separator": 1e6, "params_sr": 1e6}
     scale |= {"macs_per_second_separator": 1e9, "macs_per_second_sr": 1e9}
     for column, label in COST_COLUMNS.items():
@@ -478,9 +568,14 @@ def _latex(shown: pd.DataFrame, caption: str, label: str) -> str:
 CAPTIONS = {
     "ablation": "SI-SNRi and SDRi (dB) with and without the SR add-on: mean [95 % bootstrap "
     "interval over utterances (and seeds)], the difference on the same utterances, and the "
-    "Wilcoxon signed-rank p-value of the pairs.",
-    "bands": "Band SNR (dB) per frequency band with and without SR; bands above the separator's "
-    "low-rate Nyquist are what SR must restore.",
+    "Wilcoxon signed-rank p-value of the pairs, Holm-adjusted across the rows of the table (raw "
+    "p in the CSV). With control cells: refine only (SR output kept below the low-rate Nyquist), "
+    "so SR gain = refinement + restoration (on - refine); budget (the SR-off twin trained the "
+    "extra epochs staged SR gets), so SR beyond budget = on - budget.",
+    "bands": "Band SNR (dB) per frequency band with and without SR (and the control cells), "
+    "differences as in the ablation table, p Holm-adjusted across the rows; bands above the "
+    "separator's low-rate Nyquist are what SR must restore (n/a in stride mode, where the "
+    "separator runs at the full rate).",
     "cost": "Cost per configuration: parameters and multiply-accumulates per second of audio "
     "(separator and SR apart), median training step, real-time factor, peak memory.",
     "paper": "Published numbers (theirs: their corpus and training budget) beside this study's "

@@ -85,3 +85,25 @@ def paired_p_value(on: np.ndarray, off: np.ndarray) -> float:
     if d.size < 2 or not np.any(d):
         return float("nan")
     return float(stats.wilcoxon(d).pvalue)
+
+
+def holm(p_values: np.ndarray | list[float]) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (``(n,)`` in, ``(n,)`` out).
+
+    The ``k``-th smallest of the ``m`` finite p-values becomes ``max_{j <= k} (m - j + 1) p_(j)``
+    (capped at 1), which keeps the family-wise error rate at the level without assuming the
+    tests independent. NaN stays NaN and does not count in ``m``.
+
+    >>> holm([0.01, 0.04, 0.03, float("nan")]).round(2).tolist()
+    [0.03, 0.06, 0.06, nan]
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    order = finite[np.argsort(p[finite], kind="stable")]
+    m = order.size
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[index]))
+        out[index] = running
+    return out

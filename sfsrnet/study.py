@@ -59,12 +59,16 @@ AXIS_ALIASES = {
     "heuristic": "sr.args.heuristic",
     "sr_training": "sr.training",
     "multiloss": "train.multiloss",
+    "control": "sr.control",
 }
 # How an axis value names a cell folder (STYLE.md: sepformer/ds4/sr-on/seed0); other axes are
 # labelled <last part of the key>-<value>.
-AXIS_LABELS = {"separator": "{}", "factor": "ds{}", "seed": "seed{}", "mode": "{}"}
+AXIS_LABELS = {"separator": "{}", "factor": "ds{}", "seed": "seed{}", "mode": "{}", "control": "{}"}
+# A control value and the SR state it needs (README, "Reading the tables"): refine restricts an
+# SR network's output, budget trains an SR-off twin further; the other pairs mean nothing.
+CONTROL_NEEDS_SR = {"refine": True, "budget": False}
 # Axes that only act with SR on: an SR-on cell's SR-off twin differs from it in these alone.
-SR_AXES = ("sr", "heuristic", "sr_training")
+SR_AXES = ("sr", "heuristic", "sr_training", "control")
 # Sections whose keys can change the trained weights; the rest (study, results_dir, evaluate,
 # mlflow, cell) act after training.
 TRAINING_SECTIONS = ("seed", "separator", "system", "sr", "data", "train")
@@ -120,6 +124,8 @@ def cell_label(axis: str, value: Any) -> str:
     """The folder part for one axis value: ``ds4``, ``sr-on``, ``seed0``, ``lr-0.001``."""
     if isinstance(value, bool):  # YAML reads on/off as booleans
         value = "on" if value else "off"
+    if axis == "control" and value == "none":
+        value = "plain"
     return AXIS_LABELS.get(axis, axis.split(".")[-1] + "-{}").format(value)
 
 
@@ -198,10 +204,15 @@ def training_part(config: dict[str, Any]) -> dict[str, Any]:
     part = {k: copy.deepcopy(config[k]) for k in TRAINING_SECTIONS}
     part["separator"].pop("preset", None)
     sr = part["sr"]
+    control = sr.get("control", "none")
     if not sr["enabled"]:
         part["sr"] = {"enabled": False}
+        if control == "budget":  # it trains sr.epochs more epochs from init_from
+            part["sr"] |= {k: sr[k] for k in ("control", "epochs", "init_from")}
     else:
         sr.pop("preset", None)
+        if control != "refine":  # budget does not act with SR on; none is the old identity
+            sr.pop("control", None)
         if sr["training"] != "staged":
             sr.pop("epochs", None)
     for key in RUN_ONLY_TRAIN_KEYS:
@@ -356,6 +367,7 @@ def plan_study(study: dict[str, Any], config_dir: Path = CONFIG_DIR) -> Plan:
     grid, exclude = study["grid"], study["exclude"]
     order = _axis_order(grid, exclude)
     plan = Plan(study=study["study"], results_dir=study["results_dir"])
+    meaningless = 0
     for values in itertools.product(*(grid[a] for a in order)):
         axes = dict(zip(order, values, strict=True))
         if _excluded(axes, exclude):
@@ -373,8 +385,17 @@ def plan_study(study: dict[str, Any], config_dir: Path = CONFIG_DIR) -> Plan:
             if f"cell {name}" in str(err):
                 raise
             raise ConfigError(f"cell {name}: {err}") from err
+        needs_sr = CONTROL_NEEDS_SR.get(config["sr"]["control"])
+        if needs_sr is not None and needs_sr != config["sr"]["enabled"]:
+            meaningless += 1  # refine without SR, or budget with SR: nothing to control
+            continue
         plan.cells[name] = Cell(name, axes, config, corpus=corpus_folder(config["data"]))
         plan.corpora.setdefault(plan.cells[name].corpus, config["data"])
+    if meaningless:
+        log.info(
+            "plan: %d cell(s) left out: sr.control refine needs SR on, budget needs SR off",
+            meaningless,
+        )
     if not plan.cells:
         raise ConfigError("the grid and exclude of the config leave no cell to run")
     _pair_twins(plan)
@@ -384,23 +405,30 @@ def plan_study(study: dict[str, Any], config_dir: Path = CONFIG_DIR) -> Plan:
 
 
 def _pair_twins(plan: Plan) -> None:
-    """Give each SR-on cell its SR-off twin (same axes but the SR-only ones); a staged SR cell
-    starts from its twin's checkpoint, so it must have one."""
+    """Give each SR-on cell and each control cell its plain SR-off twin (same axes but the
+    SR-only ones and ``control``, with ``sr.control: none``); a staged SR cell and a budget cell
+    start from the twin's checkpoint, so they must have one."""
     offs: dict[tuple, str] = {}
     for cell in plan.cells.values():
-        if not cell.config["sr"]["enabled"]:
+        if not cell.config["sr"]["enabled"] and cell.config["sr"]["control"] == "none":
             offs.setdefault(_twin_key(cell.axes), cell.name)
     for cell in plan.cells.values():
         sr = cell.config["sr"]
-        if not sr["enabled"]:
+        budget = not sr["enabled"] and sr["control"] == "budget"
+        if not (sr["enabled"] or budget):
             continue
         cell.twin = offs.get(_twin_key(cell.axes))
-        if sr["training"] != "staged":
+        if not budget and sr["training"] != "staged":
             continue
         if cell.twin is None:
+            what = (
+                "trains the SR-off twin further (sr.control: budget)"
+                if budget
+                else "trains SR on a frozen separator (sr.training: staged)"
+            )
             raise ConfigError(
-                f"cell {cell.name} trains SR on a frozen separator (sr.training: staged) but the "
-                "grid has no SR-off cell with the same other axes; add `sr: [off, on]` to the "
-                "grid or use sr.training: joint"
+                f"cell {cell.name} {what} but the grid has no SR-off cell with the same other "
+                "axes and sr.control none; add `sr: [off, on]` (and `none` to a control axis) "
+                "to the grid or use sr.training: joint"
             )
         sr["init_from"] = posixpath.join(plan.cells[cell.twin].folder, "checkpoint.pt")

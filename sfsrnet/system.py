@@ -37,6 +37,28 @@ def separator_rate(sample_rate: int, factor: int, mode: str) -> int:
     return sample_rate
 
 
+def keep_below(
+    low: torch.Tensor, high: torch.Tensor, cutoff_hz: float, sample_rate: int
+) -> torch.Tensor:
+    """``low``'s spectrum below ``cutoff_hz`` joined to ``high``'s from ``cutoff_hz`` up.
+
+    Both ``(..., T)``, same shape; returns ``(..., T)``. One FFT over the whole signal (not an
+    STFT) so that the result's spectrum from the cutoff up is ``high``'s exactly: the refine
+    control must leave the band above the low-rate Nyquist as the separator gave it.
+
+    >>> x, y = torch.randn(2, 3, 800), torch.randn(2, 3, 800)
+    >>> z = keep_below(x, y, 1000.0, 8000)
+    >>> bins = torch.fft.rfftfreq(800, 1 / 8000) >= 1000
+    >>> bool(torch.allclose(torch.fft.rfft(z)[..., bins], torch.fft.rfft(y)[..., bins], atol=1e-4))
+    True
+    """
+    length = low.shape[-1]
+    freqs = torch.fft.rfftfreq(length, 1 / sample_rate, device=low.device)
+    below = freqs < cutoff_hz
+    spec = torch.where(below, torch.fft.rfft(low.float()), torch.fft.rfft(high.float()))
+    return torch.fft.irfft(spec, n=length).to(low.dtype)
+
+
 class SeparationSystem(nn.Module):
     """A separator wrapped so that its sequence is ``factor`` times shorter than at full rate.
 
@@ -50,7 +72,10 @@ class SeparationSystem(nn.Module):
 
     With ``sr`` (the super-resolution add-on, any module mapping ``(mix (B, T), est (B, C, T))``
     to ``(B, C, T)``) the upsampled estimates are refined with the full-rate mixture; the
-    separator's own estimate is kept in ``self.separator_estimate`` for the joint loss.
+    separator's own estimate is kept in ``self.separator_estimate`` for the joint loss. With
+    ``refine_only`` (the ``refine`` control) the SR output is kept below the low-rate Nyquist
+    ``sample_rate / (2 * factor)`` only and the upsampled estimate above it, so SR can refine
+    the band the separator covers but restores nothing (:func:`keep_below`).
 
     Args:
         separator: maps ``(batch, time_low)`` to ``(batch, n_src, time_low)`` at its own rate.
@@ -58,6 +83,7 @@ class SeparationSystem(nn.Module):
         factor: downsampling factor ``d`` (1 = no downsampling).
         mode: ``"resample"`` or ``"stride"``.
         sr: optional SR add-on.
+        refine_only: restrict the SR output to the band below the low-rate Nyquist.
 
     >>> from sfsrnet.separators import build_separator
     >>> sep = build_separator("convtasnet", n_src=2, sample_rate=4000, n_blocks=2, n_repeats=1)
@@ -73,6 +99,7 @@ class SeparationSystem(nn.Module):
         factor: int = 1,
         mode: Mode = "resample",
         sr: nn.Module | None = None,
+        refine_only: bool = False,
     ) -> None:
         super().__init__()
         low_rate = separator_rate(sample_rate, factor, mode)
@@ -87,6 +114,7 @@ class SeparationSystem(nn.Module):
         self.mode = mode
         self.n_src = int(separator.n_src)
         self.sr = sr
+        self.refine_only = refine_only
         self.spec: dict = {}
         self.intermediate_estimates: list[torch.Tensor] = []
         self.separator_estimate: torch.Tensor | None = None
@@ -112,4 +140,7 @@ class SeparationSystem(nn.Module):
             self.separator_estimate = None
             return est
         self.separator_estimate = est
-        return self.sr(mix, est)
+        out = self.sr(mix, est)
+        if self.refine_only and self.factor > 1:  # at factor 1 every band is the separator's
+            out = keep_below(out, est, self.sample_rate / (2 * self.factor), self.sample_rate)
+        return out

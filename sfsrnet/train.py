@@ -33,7 +33,6 @@ from sfsrnet.checkpoint import (
     build_system,
     check_spec,
     load_separator_weights,
-    save_checkpoint,
     system_spec,
     write_payload,
 )
@@ -159,6 +158,7 @@ class _Training:
     spec: dict[str, Any]
     system: torch.nn.Module
     staged: bool
+    continued: bool
     epochs: int
     train_loader: DataLoader
     valid_loader: DataLoader
@@ -238,6 +238,30 @@ class _Training:
             "skipped_batches": skipped,
         }
 
+    def run_epoch_zero(self) -> dict[str, Any]:
+        """Validate the system as it starts, before any training: epoch 0 of a cell that
+        continues from a checkpoint (staged SR, the budget control). Returns its log row
+        (``train_loss`` NaN: nothing trained).
+
+        A staged SR cell is validated with SR left out (the separator alone, what its SR-off
+        twin evaluates), so an SR that never beats it is not kept: see :func:`_save_best`.
+        """
+        start = time.monotonic()
+        sr = self.system.sr
+        self.system.sr = None  # the untrained SR network is random, not the identity
+        try:
+            valid_si_snr = validate(self.system, self.valid_loader, self.device, self.autocast)
+        finally:
+            self.system.sr = sr
+        return {
+            "epoch": 0,
+            "train_loss": math.nan,
+            "valid_si_snr": valid_si_snr,
+            "lr": self.state.optimizer.param_groups[0]["lr"],
+            "seconds": round(time.monotonic() - start, 2),
+            "skipped_batches": 0,
+        }
+
     def save_epoch(self, row: dict[str, Any]) -> None:
         """Record a finished epoch: train log, ``last.pt``, and ``checkpoint.pt`` when best."""
         improved = self.state.end_epoch(row)
@@ -302,12 +326,22 @@ def _check(config: dict[str, Any], spec: dict[str, Any]) -> tuple[bool, Path]:
             "sr.training is 'staged' but sr.init_from names no checkpoint of the separator to "
             "freeze (the workflow sets it to the SR-off cell's checkpoint)"
         )
+    if _is_budget(config) and not config["sr"]["init_from"]:
+        raise ConfigError(
+            "sr.control is 'budget' but sr.init_from names no checkpoint of the SR-off twin to "
+            "train further (the study plan sets it to the twin's checkpoint)"
+        )
     root = Path(corpus_root(config))  # a missing or unprepared corpus is named here
     if not root.is_dir():
         raise ConfigError(f"data.root {root} does not exist (no corpus there)")
     for split in ("train", "valid"):
         check_split_files(root, split, spec["n_src"], spec["sample_rate"])
     return staged, root
+
+
+def _is_budget(config: dict[str, Any]) -> bool:
+    """An SR-off cell of the budget control: its twin trained ``sr.epochs`` epochs further."""
+    return not config["sr"]["enabled"] and config["sr"].get("control") == "budget"
 
 
 def _setup(config: dict[str, Any], out: Path, threads: int | None) -> _Training:
@@ -354,7 +388,9 @@ def _setup(config: dict[str, Any], out: Path, threads: int | None) -> _Training:
             _write_log(out / TRAIN_LOG, state.rows)
         # Snakemake removes a failed job's outputs: bring back the best checkpoint so far.
         _save_best(out, system, spec, state.best, state.best_weights)
-    epochs = (config["sr"]["epochs"] if staged else None) or train_cfg["epochs"]
+    # A budget cell trains as long as a staged SR cell does, so one more epoch is not SR's gain.
+    continued = staged or _is_budget(config)
+    epochs = (config["sr"]["epochs"] if continued else None) or train_cfg["epochs"]
     return _Training(
         config=config,
         out=out,
@@ -363,6 +399,7 @@ def _setup(config: dict[str, Any], out: Path, threads: int | None) -> _Training:
         spec=spec,
         system=system,
         staged=staged,
+        continued=continued,
         epochs=epochs,
         train_loader=train_loader,
         valid_loader=valid_loader,
@@ -388,6 +425,10 @@ def train_cell(
     are resolved as the workflow and the CLI resolve them (:func:`sfsrnet.study.resolve_presets`).
     """
     training = _setup(resolve_presets(config), Path(out_dir), threads)
+    if training.continued and not training.state.rows:
+        # Epoch 0, the system it starts from, competes for the best checkpoint: extra training
+        # that makes validation worse is not kept. Not redone on resume (its row is in last.pt).
+        training.save_epoch(training.run_epoch_zero())
     for epoch in range(training.state.epoch + 1, training.epochs + 1):
         row = training.run_epoch(epoch)
         training.save_epoch(row)
@@ -416,13 +457,19 @@ def _save_best(
     best: dict[str, Any],
     state: dict[str, torch.Tensor] | None,
 ) -> None:
-    """Write ``checkpoint.pt``: the current weights, or ``state`` (the best epoch's weights)."""
+    """Write ``checkpoint.pt``: the current weights, or ``state`` (the best epoch's weights).
+
+    When the best is epoch 0 of a staged SR cell (no SR epoch beat the separator alone), the
+    checkpoint is the separator alone: SR left out of its spec and weights, as validated.
+    """
     extra = {"epoch": best["epoch"], "valid_si_snr": best["valid_si_snr"]}
     if state is None:
-        save_checkpoint(out / CHECKPOINT, system, spec, **extra)
-    else:
-        payload = {"format": FORMAT, "spec": spec, "state_dict": state, **extra}
-        write_payload(out / CHECKPOINT, payload)
+        state = {k: v.detach().cpu() for k, v in system.state_dict().items()}
+    if best["epoch"] == 0 and spec["sr"] is not None:
+        spec = {**spec, "sr": None, "sr_control": "none"}
+        state = {k: v for k, v in state.items() if not k.startswith("sr.")}
+    payload = {"format": FORMAT, "spec": spec, "state_dict": state, **extra}
+    write_payload(out / CHECKPOINT, payload)
 
 
 class _NonFiniteGuard:
@@ -441,7 +488,7 @@ class _NonFiniteGuard:
         self.state = state
 
     def _kept(self) -> str:
-        if self.state.epoch:
+        if self.state.rows:  # epoch 0 of a staged SR or budget cell is a checkpoint too
             return f"the last good checkpoint {self.last} (epoch {self.state.epoch}) is kept"
         return "no checkpoint had been written yet"
 

@@ -189,6 +189,11 @@ def staged_sr_without_init_from(w: World) -> list[str]:
     return w.train(_set(w.config, "sr", {"enabled": True, "training": "staged"}))
 
 
+@case("sr.init_from")
+def budget_without_init_from(w: World) -> list[str]:
+    return w.train(_set(w.config, "sr", {"enabled": False, "control": "budget"}))
+
+
 @case("train.device")
 def cuda_without_gpu(w: World) -> list[str]:
     if torch.cuda.is_available():

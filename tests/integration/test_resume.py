@@ -178,7 +178,9 @@ def test_staged_sr_resumes_to_identical_weights(config, uninterrupted, tmp_path,
     }
     train_cell(staged, tmp_path / "whole", threads=1)
     with monkeypatch.context() as patch:
-        _interrupt_at_validation(patch, epoch=2)  # killed at the end of epoch 2, before last.pt
+        # The third validation is epoch 2's (the first is epoch 0, the separator alone): killed
+        # at the end of epoch 2, before last.pt.
+        _interrupt_at_validation(patch, epoch=3)
         with pytest.raises(_Killed):
             train_cell(staged, tmp_path / "resumed", threads=1)
     assert torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["epoch"] == 1
@@ -188,6 +190,7 @@ def test_staged_sr_resumes_to_identical_weights(config, uninterrupted, tmp_path,
         tmp_path / "resumed" / "checkpoint.pt", tmp_path / "whole" / "checkpoint.pt"
     )
     pd.testing.assert_frame_equal(_log(tmp_path / "resumed"), _log(tmp_path / "whole"))
+    assert _log(tmp_path / "whole").epoch.tolist() == [0, 1, 2]
 
 
 def test_no_resume_starts_over(config, tmp_path, monkeypatch, caplog):

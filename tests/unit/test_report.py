@@ -28,14 +28,21 @@ def _write_cell(study: Path, axes: dict, si_snr_i: np.ndarray, band_offset: floa
             "study": study.name,
             "seed": axes.get("seed", 0),
             "separator": {"name": axes["separator"]},
-            "system": {"factor": axes["factor"]},
-            "sr": {"enabled": sr, "args": {"heuristic": axes.get("heuristic", True)}},
+            "system": {"factor": axes["factor"], "mode": axes.get("mode", "resample")},
+            "sr": {
+                "enabled": sr,
+                "args": {"heuristic": axes.get("heuristic", True)},
+                "control": axes.get("control", "none"),
+            },
         }
     )
     name = "/".join(
         [axes["separator"], f"ds{axes['factor']}"]
+        + ([axes["mode"]] if "mode" in axes else [])
         + ([f"heuristic-{'on' if axes['heuristic'] else 'off'}"] if "heuristic" in axes else [])
-        + [f"sr-{'on' if sr else 'off'}", f"seed{axes.get('seed', 0)}"]
+        + [f"sr-{'on' if sr else 'off'}"]
+        + ([axes["control"]] if "control" in axes else [])
+        + [f"seed{axes.get('seed', 0)}"]
     )
     config["cell"] = {"name": name, "axes": axes}
     # The corpus the cell read, as resolve_corpus names it and make-corpus leaves it.
@@ -214,3 +221,124 @@ def test_tables_name_the_corpus_its_key_and_engines(paths):
     cells = pd.read_csv(paths["cells_csv"], dtype=str)
     assert set(cells.corpus) == {f"embedded-{CORPUS_KEY}"}
     assert set(cells.corpus_key) == {CORPUS_KEY} and set(cells.engines) == {"espeak"}
+
+
+# --- controls (issue 14) -------------------------------------------------------------------
+
+# SI-SNRi above SR off, per control group: refine gains 0.6 dB (+ utterance noise), SR on 1.0.
+GAINS = {("off", "none"): 0.0, ("off", "budget"): 0.3, ("on", "refine"): 0.6, ("on", "none"): 1.0}
+
+
+@pytest.fixture(scope="module")
+def controls(tmp_path_factory):
+    """Factors 2 and 4, each with SR off, budget, refine and SR on, two seeds; per-utterance
+    noise on every cell so the differences vary."""
+    root = tmp_path_factory.mktemp("controls") / "ctl"
+    rng = np.random.default_rng(3)
+    base = rng.normal(5.0, 2.0, size=(N_UTT, 2))
+    values = {}
+    for factor in (2, 4):
+        for seed in (0, 1):
+            for (side, control), gain in GAINS.items():
+                x = base + gain * factor / 2 + rng.normal(0.0, 0.3, size=(N_UTT, 2))
+                axes = {"separator": "convtasnet", "factor": factor, "sr": side == "on"}
+                axes |= {"control": control, "seed": seed}
+                _write_cell(root, axes, x, band_offset=gain)
+                values[factor, seed, side, control] = x
+    return root, values
+
+
+def _by_hand(values, factor, later, earlier):
+    """Mean over seeds and utterances of later - earlier (sources averaged first), and the
+    Wilcoxon p of the per-utterance differences averaged over seeds."""
+    diffs = np.stack(
+        [
+            values[factor, s, *later].mean(axis=1) - values[factor, s, *earlier].mean(axis=1)
+            for s in (0, 1)
+        ]
+    )
+    return diffs.mean(), scipy_stats.wilcoxon(diffs.mean(axis=0)).pvalue
+
+
+def test_ablation_splits_the_sr_gain_into_refinement_and_restoration(controls):
+    root, values = controls
+    paths = build_report(root)
+    table = pd.read_csv(paths["ablation_csv"])
+    assert table.factor.tolist() == [2, 4]  # one row per configuration, controls folded in
+    on, off = ("on", "none"), ("off", "none")
+    refine, budget = ("on", "refine"), ("off", "budget")
+    for _, row in table.iterrows():
+        f = row.factor
+        for column, (later, earlier) in {
+            "delta": (on, off),
+            "refine_gain": (refine, off),
+            "restoration": (on, refine),
+            "budget_gain": (budget, off),
+            "beyond_budget": (on, budget),
+        }.items():
+            mean, p = _by_hand(values, f, later, earlier)
+            assert row[f"si_snr_i_{column}"] == pytest.approx(mean, abs=1e-5), column
+            p_column = "si_snr_i_p" if column == "delta" else f"si_snr_i_{column}_p"
+            assert row[p_column] == pytest.approx(p), column
+            assert row[f"si_snr_i_{column}_low"] <= mean <= row[f"si_snr_i_{column}_high"]
+        # Restoration is what SR adds beyond refining the band the separator covers.
+        assert row.si_snr_i_restoration == pytest.approx(
+            row.si_snr_i_delta - row.si_snr_i_refine_gain, abs=1e-5
+        )
+        assert row.si_snr_i_beyond_budget == pytest.approx(
+            row.si_snr_i_delta - row.si_snr_i_budget_gain, abs=1e-5
+        )
+    md = paths["ablation_md"].read_text()
+    for label in ("refine only", "Δ restoration (on - refine)", "Δ SR beyond budget", "(Holm)"):
+        assert label in md
+
+
+def test_holm_adjusts_each_p_column_across_the_rows(controls):
+    root, _ = controls
+    table = pd.read_csv(build_report(root)["ablation_csv"])
+    for column in ("si_snr_i_p", "si_snr_i_restoration_p", "sdr_i_budget_gain_p"):
+        p = table[column].to_numpy()
+        first, second = np.sort(p)  # two rows: Holm multiplies the smaller by 2, the larger by 1
+        lower = min(1.0, 2 * first)
+        expected = {first: lower, second: max(lower, min(1.0, second))}
+        assert table[f"{column}_holm"].tolist() == pytest.approx([expected[v] for v in p])
+
+
+def test_control_columns_appear_only_with_control_cells(paths):
+    table = pd.read_csv(paths["ablation_csv"])
+    assert "si_snr_i_delta" in table.columns and "si_snr_i_p_holm" in table.columns
+    assert not [c for c in table.columns if "refine" in c or "budget" in c or "restor" in c]
+
+
+def test_band_table_places_each_gain_in_its_band(controls):
+    root, _ = controls
+    bands = pd.read_csv(build_report(root)["bands_csv"])
+    high = bands[(bands.factor == 2) & bands.above_low_nyquist.astype(bool)].iloc[0]
+    low = bands[(bands.factor == 2) & ~bands.above_low_nyquist.astype(bool)].iloc[0]
+    # band_offset puts each group's gain a second time into the band above the low Nyquist.
+    assert high.band_snr_restoration - low.band_snr_restoration == pytest.approx(0.4, abs=1e-5)
+    assert high.band_snr_budget_gain - low.band_snr_budget_gain == pytest.approx(0.3, abs=1e-5)
+    assert "band_snr_restoration_p_holm" in bands.columns
+
+
+def test_stride_mode_bands_are_not_above_a_low_nyquist(tmp_path):
+    root = tmp_path / "stride"
+    rng = np.random.default_rng(4)
+    for sr in (False, True):
+        axes = {"separator": "convtasnet", "factor": 2, "mode": "stride", "sr": sr}
+        _write_cell(root, axes, rng.normal(5.0, 1.0, size=(N_UTT, 2)))
+    paths = build_report(root)
+    assert pd.read_csv(paths["bands_csv"]).above_low_nyquist.isna().all()
+    assert "n/a (stride)" in paths["bands_md"].read_text()
+
+
+def test_cost_table_keeps_control_cells_apart(controls):
+    root, _ = controls
+    cost = pd.read_csv(build_report(root)["cost_csv"])
+    two = cost[cost.factor == 2]
+    assert sorted(zip(two.sr, two.control, strict=True)) == [
+        (False, "budget"),
+        (False, "none"),
+        (True, "none"),
+        (True, "refine"),
+    ]

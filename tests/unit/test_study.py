@@ -179,3 +179,60 @@ def test_plan_cli_writes_plan_json(study, tmp_path, capsys, monkeypatch):
         assert cell["name"] in out and len(cell["training_hash"]) == 16
         assert cell["corpus"] in plan["corpora"]
         assert (cell["twin"] is None) == (not cell["config"]["sr"]["enabled"])
+
+
+def test_control_axis_keeps_the_meaningful_cells_and_pairs_them_with_the_plain_twin(caplog):
+    import logging
+
+    grid = {
+        "separator": ["convtasnet"],
+        "sr": [False, True],
+        "control": ["none", "refine", "budget"],
+    }
+    with caplog.at_level(logging.INFO, logger="sfsrnet.study"):
+        plan = plan_study({"grid": grid, "sr": {"epochs": 2}})
+    assert list(plan.cells) == [
+        "convtasnet/sr-off/plain",
+        "convtasnet/sr-off/budget",
+        "convtasnet/sr-on/plain",
+        "convtasnet/sr-on/refine",
+    ]
+    assert "2 cell(s) left out" in caplog.text  # refine with SR off, budget with SR on
+    off = plan.cells["convtasnet/sr-off/plain"]
+    checkpoint = f"{off.folder}/checkpoint.pt"
+    assert off.twin is None and off.config["sr"]["init_from"] is None
+    for name in ("convtasnet/sr-off/budget", "convtasnet/sr-on/plain", "convtasnet/sr-on/refine"):
+        cell = plan.cells[name]
+        assert cell.twin == off.name
+        assert cell.config["sr"]["init_from"] == checkpoint  # the workflow waits for the twin
+    # The control acts where it is meaningful, so it is part of the training identity there.
+    budget = training_part(plan.cells["convtasnet/sr-off/budget"].config)
+    assert budget["sr"] == {
+        "enabled": False,
+        "control": "budget",
+        "epochs": 2,
+        "init_from": checkpoint,
+    }
+    assert training_part(plan.cells["convtasnet/sr-on/refine"].config)["sr"]["control"] == "refine"
+    assert "control" not in training_part(plan.cells["convtasnet/sr-on/plain"].config)["sr"]
+    assert training_part(off.config)["sr"] == {"enabled": False}  # old identities unchanged
+    assert len({c.training_hash for c in plan.cells.values()}) == 4
+
+
+def test_budget_cell_without_a_plain_twin_is_refused():
+    grid = {"sr": [False], "control": ["budget"]}
+    with pytest.raises(ConfigError, match=r"sr\.control: budget"):
+        plan_study({"grid": grid})
+
+
+def test_twins_share_band_edges_at_16_khz():
+    from sfsrnet.checkpoint import system_spec
+    from sfsrnet.evaluate import cell_band_edges
+
+    study = {"grid": {"sr": [False, True]}, "system": {"factor": 2}}
+    study["data"] = {"sample_rate": 16000}
+    plan = plan_study(study)
+    off, on = (system_spec(plan.cells[f"sr-{s}"].config) for s in ("off", "on"))
+    assert off["sr"] is None and on["sr"] is not None
+    assert cell_band_edges(off) == cell_band_edges(on)
+    assert 4000.0 in cell_band_edges(off)  # low-rate Nyquist and the default SR split

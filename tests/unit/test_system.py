@@ -59,3 +59,50 @@ def test_separator_at_the_wrong_rate_is_refused():
     sep = build_separator("convtasnet", n_src=2, sample_rate=8000, n_blocks=1, n_repeats=1)
     with pytest.raises(ConfigError, match="needs 4000 Hz"):
         SeparationSystem(sep, sample_rate=8000, factor=2)
+
+
+def _spec(control: str | None) -> dict:
+    spec = {
+        "separator": "convtasnet",
+        "module": None,
+        "separator_args": {"n_blocks": 1, "n_repeats": 1, "n_filters": 16, "bn_chan": 8},
+        "n_src": 2,
+        "sample_rate": 8000,
+        "factor": 2,
+        "mode": "resample",
+        "sr": {"channels": [4, 8, 4], "kernels": [3, 3, 3, 3]},
+        "sr_split_hz": 2000.0,
+    }
+    return spec if control is None else {**spec, "sr_control": control}
+
+
+def test_refine_control_leaves_the_estimate_above_the_low_nyquist_untouched():
+    """Refine only: below 2 kHz (the low-rate Nyquist at factor 2) the SR output, above it the
+    upsampled estimate itself, bin for bin."""
+    from sfsrnet.checkpoint import build_system
+
+    torch.manual_seed(0)
+    refine = build_system(_spec("refine")).eval()
+    with torch.no_grad():  # an SR network far from the identity it may start as
+        for param in refine.sr.parameters():
+            param.add_(0.5 * torch.randn_like(param))
+    plain = build_system(_spec("none")).eval()
+    plain.load_state_dict(refine.state_dict())
+    mix = torch.randn(2, 4000)
+    with torch.no_grad():
+        out, full = refine(mix), plain(mix)
+    est = refine.separator_estimate
+    freqs = torch.fft.rfftfreq(4000, 1 / 8000)
+    spec_out, spec_est, spec_full = (torch.fft.rfft(x) for x in (out, est, full))
+    high, low = freqs >= 2000, freqs < 2000
+    assert torch.allclose(spec_out[..., high], spec_est[..., high], atol=1e-3)
+    assert torch.allclose(spec_out[..., low], spec_full[..., low], atol=1e-3)
+    # The plain SR network does change the band above (else the control would test nothing).
+    assert not torch.allclose(spec_full[..., high], spec_est[..., high], atol=1e-2)
+
+
+def test_a_checkpoint_spec_without_sr_control_builds_plain_sr():
+    from sfsrnet.checkpoint import build_system
+
+    assert build_system(_spec(None)).refine_only is False
+    assert build_system(_spec("refine")).refine_only is True

@@ -43,7 +43,8 @@ wildcard_constraints:
 
 
 def init_checkpoint(wildcards):
-    """The SR-off twin's checkpoint for a staged SR cell (an input of its training), else none."""
+    """The SR-off twin's checkpoint for a staged SR cell or a budget control cell (an input of
+    its training), else none."""
     path = CELLS[wildcards.cell].config["sr"]["init_from"]
     return [path] if path else []
 

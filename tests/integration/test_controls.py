@@ -1,0 +1,108 @@
+"""Issue 14's training controls on a real tiny training: epoch 0 of a staged SR cell (the
+separator alone) is kept when SR makes validation worse, and a budget cell trains the SR-off
+twin further, unfrozen, for sr.epochs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+import sfsrnet.checkpoint as checkpoint_module
+from sfsrnet.checkpoint import load_checkpoint
+from sfsrnet.train import train_cell
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def config(tiny_config, small_corpus, tmp_path_factory):
+    """ConvTasNet (tiny preset), factor 1, one short epoch."""
+    results = tmp_path_factory.mktemp("results")
+    return {
+        **tiny_config,
+        "results_dir": str(results),
+        "data": {**tiny_config["data"], "root": str(small_corpus)},
+        "train": {**tiny_config["train"], "epochs": 1, "segment": 0.5},
+        "mlflow": {**tiny_config["mlflow"], "enabled": False},
+    }
+
+
+@pytest.fixture(scope="module")
+def twin(config, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sr-off")
+    train_cell(config, out, threads=1)
+    return out
+
+
+def _separator_weights(path: Path) -> dict[str, torch.Tensor]:
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    return {k: v for k, v in state.items() if k.startswith("separator.")}
+
+
+def test_staged_sr_that_makes_validation_worse_keeps_epoch_0(config, twin, tmp_path, monkeypatch):
+    # A learning rate too small to move SR away from a random start, far from the identity:
+    # every SR epoch validates worse than the separator alone.
+    staged = {
+        **config,
+        "train": {**config["train"], "lr": 1e-12},
+        "sr": {
+            **config["sr"],
+            "enabled": True,
+            "training": "staged",
+            "epochs": 2,
+            "init_from": str(twin / "checkpoint.pt"),
+            "args": {"channels": [4, 8, 4], "kernels": [3, 3, 3, 3], "phase": "hybrid"},
+        },
+    }
+    real_build = checkpoint_module._build_sr
+
+    def far_from_identity(spec):
+        sr = real_build(spec)
+        if sr is not None:
+            with torch.no_grad():
+                for param in sr.parameters():
+                    param.add_(torch.randn_like(param))
+        return sr
+
+    # The SR network may start near the identity; this one starts far from it.
+    monkeypatch.setattr(checkpoint_module, "_build_sr", far_from_identity)
+    summary = train_cell(staged, tmp_path, threads=1)
+    log = pd.read_csv(tmp_path / "train_log.csv")
+    assert log.epoch.tolist() == [0, 1, 2]
+    assert math.isnan(log.train_loss[0])  # epoch 0 trains nothing
+    assert (log.valid_si_snr[1:] < log.valid_si_snr[0]).all()
+    assert summary["best_epoch"] == 0
+    # The kept checkpoint is the separator alone, as the twin trained it.
+    system, payload = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert payload["epoch"] == 0 and payload["spec"]["sr"] is None and system.sr is None
+    twin_weights = _separator_weights(twin / "checkpoint.pt")
+    kept = _separator_weights(tmp_path / "checkpoint.pt")
+    assert kept.keys() == twin_weights.keys()
+    assert all(torch.equal(kept[k], twin_weights[k]) for k in kept)
+    assert payload["valid_si_snr"] == pytest.approx(log.valid_si_snr[0])
+
+
+def test_budget_cell_trains_the_twin_further_for_sr_epochs(config, twin, tmp_path):
+    budget = {
+        **config,
+        "sr": {
+            **config["sr"],
+            "enabled": False,
+            "control": "budget",
+            "epochs": 2,
+            "init_from": str(twin / "checkpoint.pt"),
+        },
+    }
+    summary = train_cell(budget, tmp_path, threads=1)
+    log = pd.read_csv(tmp_path / "train_log.csv")
+    assert log.epoch.tolist() == [0, 1, 2] and summary["epochs"] == 2
+    twin_log = pd.read_csv(twin / "train_log.csv")
+    # Epoch 0 is the twin itself; the separator is not frozen, so it moves.
+    assert log.valid_si_snr[0] == pytest.approx(twin_log.valid_si_snr.max(), abs=1e-4)
+    last = torch.load(tmp_path / "last.pt", map_location="cpu", weights_only=True)["state_dict"]
+    start = _separator_weights(twin / "checkpoint.pt")
+    assert any(not torch.equal(last[k], start[k]) for k in start)

@@ -241,18 +241,11 @@ class _Training:
     def run_epoch_zero(self) -> dict[str, Any]:
         """Validate the system as it starts, before any training: epoch 0 of a cell that
         continues from a checkpoint (staged SR, the budget control). Returns its log row
-        (``train_loss`` NaN: nothing trained).
-
-        A staged SR cell is validated with SR left out (the separator alone, what its SR-off
-        twin evaluates), so an SR that never beats it is not kept: see :func:`_save_best`.
+        (``train_loss`` NaN: nothing trained). A fresh SR add-on is the identity, so a staged SR
+        cell's epoch 0 is its SR-off twin's separator, and an SR that never beats it is not kept.
         """
         start = time.monotonic()
-        sr = self.system.sr
-        self.system.sr = None  # the untrained SR network is random, not the identity
-        try:
-            valid_si_snr = validate(self.system, self.valid_loader, self.device, self.autocast)
-        finally:
-            self.system.sr = sr
+        valid_si_snr = validate(self.system, self.valid_loader, self.device, self.autocast)
         return {
             "epoch": 0,
             "train_loss": math.nan,
@@ -457,17 +450,10 @@ def _save_best(
     best: dict[str, Any],
     state: dict[str, torch.Tensor] | None,
 ) -> None:
-    """Write ``checkpoint.pt``: the current weights, or ``state`` (the best epoch's weights).
-
-    When the best is epoch 0 of a staged SR cell (no SR epoch beat the separator alone), the
-    checkpoint is the separator alone: SR left out of its spec and weights, as validated.
-    """
+    """Write ``checkpoint.pt``: the current weights, or ``state`` (the best epoch's weights)."""
     extra = {"epoch": best["epoch"], "valid_si_snr": best["valid_si_snr"]}
     if state is None:
         state = {k: v.detach().cpu() for k, v in system.state_dict().items()}
-    if best["epoch"] == 0 and spec["sr"] is not None:
-        spec = {**spec, "sr": None, "sr_control": "none"}
-        state = {k: v for k, v in state.items() if not k.startswith("sr.")}
     payload = {"format": FORMAT, "spec": spec, "state_dict": state, **extra}
     write_payload(out / CHECKPOINT, payload)
 

@@ -28,8 +28,15 @@ def test_study_files_are_valid_gpu_studies_with_dynamic_mixing(study):
     assert config["data"]["dynamic_mixing"]["enabled"]
     assert config["train"]["epochs"] == 100 and config["train"]["device"].startswith("cuda")
     assert config["separator"]["preset"] == "published" and config["sr"]["preset"] == "published"
-    assert set(config["grid"]["separator"]) == {"sfsrnet", "sepformer", "dprnn", "convtasnet"}
+    assert set(config["grid"]["separator"]) <= {"sfsrnet", "sepformer", "dprnn", "convtasnet"}
     assert config["grid"]["sr"] == [False, True]
+    if config["system"]["mode"] == "resample":  # the paper's main grid
+        assert len(config["grid"]["separator"]) == 4 and config["grid"]["factor"] == [1, 2, 4]
+
+
+def test_the_papers_own_stride_setting_is_a_study_beside_the_resample_one():
+    modes = {validate(load_study([s]))["system"]["mode"] for s in STUDIES}
+    assert modes == {"resample", "stride"}
 
 
 def _dry_run(study: str, results: Path, extra: list[str], env: dict) -> str:

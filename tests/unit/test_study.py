@@ -158,23 +158,35 @@ def test_bad_studies_are_refused_by_name(edit, message):
         plan_study(merge_configs(study, edit))
 
 
-@pytest.mark.parametrize(
-    "study", ["config.yaml", "studies/wsj0-2mix.yaml", "studies/libri2mix.yaml"]
-)
+# Every shipped study and its number of cells (its grid minus its excludes).
+CELLS_PER_STUDY = {
+    "config.yaml": 24,
+    "studies/libri2mix.yaml": 24,
+    "studies/wsj0-2mix.yaml": 24,
+    "studies/wsj0-2mix-stride.yaml": 6,
+}
+
+
+def test_every_shipped_study_is_planned_below():
+    shipped = {"config.yaml", *(f"studies/{p.name}" for p in (CONFIG_DIR / "studies").glob("*"))}
+    assert shipped == set(CELLS_PER_STUDY)
+
+
+@pytest.mark.parametrize("study", sorted(CELLS_PER_STUDY))
 def test_plan_cli_writes_plan_json(study, tmp_path, capsys, monkeypatch):
     from sfsrnet.data.fake import write_fake_corpus
 
     monkeypatch.chdir(tmp_path)
     args = ["plan", "--configfile", str(CONFIG_DIR / study), "--config", f"results_dir={tmp_path}"]
-    if study != "config.yaml":
-        name = Path(study).stem
-        root = write_fake_corpus(name, tmp_path / "corpus", n_mixtures=(2, 1, 1))
+    corpus = load_study([CONFIG_DIR / study])["data"]["corpus"]
+    if corpus != "embedded":
+        root = write_fake_corpus(corpus, tmp_path / "corpus", n_mixtures=(2, 1, 1))
         args.append(f"data={{root: {root}}}")
     assert main(args) == 0
     out = capsys.readouterr().out
     plan = json.loads(next(tmp_path.glob("*/plan.json")).read_text())
     rows = [line for line in out.splitlines() if line.startswith("| ")][1:]  # under the header
-    assert len(plan["cells"]) == 24 == len(rows)
+    assert len(plan["cells"]) == CELLS_PER_STUDY[study] == len(rows)
     for cell in plan["cells"]:
         assert cell["name"] in out and len(cell["training_hash"]) == 16
         assert cell["corpus"] in plan["corpora"]

@@ -111,9 +111,12 @@ def load_study(
 ) -> dict[str, Any]:
     """The study config that ``snakemake --configfile A B --config K=V`` runs: ``base`` (the
     Snakefile's ``configfile:``, the default study), then each file, then ``overrides``."""
-    layers = [cfg.load_yaml(path) for path in configfiles]
+    overwrite = merge_configs({}, *(cfg.load_yaml(path) for path in configfiles), overrides or {})
     start = cfg.load_yaml(base) if base is not None else {}
-    return merge_configs(start, *layers, overrides or {})
+    # Snakemake starts from the command line's config, applies the configfile: directive's file
+    # and then the command line's again: values as above, but keys (and so the grid's axis order
+    # and the cell names) in the command line's order first.
+    return merge_configs(overwrite, start, overwrite)
 
 
 def _axis_key(axis: str) -> str:

@@ -101,6 +101,16 @@ def test_merge_order_is_snakemakes():
     )
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_overrides(["seed"])
+    # Keys in the command line's order first, then the default study's (cell folder names follow
+    # the grid's order, so they must be the ones the workflow makes).
+    stride = load_study([REPO / "config" / "studies" / "wsj0-2mix-stride.yaml"])
+    assert list(stride["grid"]) == [
+        "separator",
+        "factor",
+        "separator.args.chunk_size",
+        "sr",
+        "seed",
+    ]
 
 
 def test_hand_written_config_trains_the_published_sr(tmp_path):

@@ -111,3 +111,14 @@ def tiny_config(tmp_path_factory):
     files = shrunk(REPO / "config" / "config.yaml", tmp, {"results_dir": str(tmp)})
     plan = plan_study(load_study(files[1:]))
     return plan.cells["convtasnet/ds1/sr-off/seed0"].config
+
+
+@pytest.fixture(scope="session")
+def small_config(tiny_config, small_corpus):
+    """:func:`tiny_config` reading the session's :func:`small_corpus`, MLflow off: the cell the
+    training tests start from (each sets only what it changes)."""
+    return {
+        **tiny_config,
+        "data": {**tiny_config["data"], "root": str(small_corpus)},
+        "mlflow": {**tiny_config["mlflow"], "enabled": False},
+    }

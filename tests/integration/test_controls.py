@@ -18,15 +18,12 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def config(tiny_config, small_corpus, tmp_path_factory):
+def config(small_config, tmp_path_factory):
     """ConvTasNet (tiny preset), factor 1, one short epoch."""
-    results = tmp_path_factory.mktemp("results")
     return {
-        **tiny_config,
-        "results_dir": str(results),
-        "data": {**tiny_config["data"], "root": str(small_corpus)},
-        "train": {**tiny_config["train"], "epochs": 1, "segment": 0.5},
-        "mlflow": {**tiny_config["mlflow"], "enabled": False},
+        **small_config,
+        "results_dir": str(tmp_path_factory.mktemp("results")),
+        "train": {**small_config["train"], "epochs": 1, "segment": 0.5},
     }
 
 

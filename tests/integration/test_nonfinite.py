@@ -36,16 +36,14 @@ def _forget_the_probe():
 
 
 @pytest.fixture
-def run(tiny_config, small_corpus, tmp_path, capsys):
+def run(small_config, tmp_path, capsys):
     """Train the probe separator (3 steps an epoch, 2 epochs) with its args and train keys."""
 
     def train(args: dict, **train_keys) -> tuple[int, str]:
         config = {
-            **tiny_config,
+            **small_config,
             "separator": {"name": "probe", "module": "probe_separator", "args": args},
-            "data": {**tiny_config["data"], "root": str(small_corpus)},
-            "train": {**tiny_config["train"], "epochs": 2, **train_keys},
-            "mlflow": {**tiny_config["mlflow"], "enabled": False},
+            "train": {**small_config["train"], "epochs": 2, **train_keys},
             "cell": {"name": CELL, "axes": {}},
         }
         path = tmp_path / "config.yaml"

@@ -48,15 +48,12 @@ def _metrics(cell_dir: Path, corpus: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def config(tiny_config, small_corpus, tmp_path_factory):
+def config(small_config, tmp_path_factory):
     """ConvTasNet (tiny preset), factor 1, 3 short epochs of 3 steps; about 1 s an epoch."""
-    results = tmp_path_factory.mktemp("results")
     return {
-        **tiny_config,
-        "results_dir": str(results),
-        "data": {**tiny_config["data"], "root": str(small_corpus)},
-        "train": {**tiny_config["train"], "epochs": 3, "segment": 0.5},
-        "mlflow": {**tiny_config["mlflow"], "enabled": False},
+        **small_config,
+        "results_dir": str(tmp_path_factory.mktemp("results")),
+        "train": {**small_config["train"], "epochs": 3, "segment": 0.5},
         "cell": {"name": CELL, "axes": {"separator": "convtasnet", "factor": 1, "seed": 0}},
     }
 
